@@ -1,0 +1,83 @@
+# Data stages: download (or generate) a release, index ids to Parquet, split.
+
+
+rule download_release:
+    output:
+        raw=directory("results/{dataset}/raw"),
+    params:
+        files=release_files,
+        retries=config["download"]["retries"],
+        timeout_s=config["download"]["timeout_s"],
+        max_extracted_bytes=config["download"]["max_extracted_bytes"],
+    wildcard_constraints:
+        dataset=r"(?!synthetic-)[^/]+",
+    log:
+        "results/{dataset}/logs/download_release.log",
+    benchmark:
+        "results/benchmarks/{dataset}/download_release.tsv"
+    localrule: True
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/download_release.py"
+
+
+rule generate_synthetic:
+    input:
+        code=library("synthetic.py"),
+    output:
+        raw=directory("results/{dataset}/raw"),
+    params:
+        spec=lambda wildcards: synthetic_spec(wildcards.dataset),
+    wildcard_constraints:
+        dataset=r"synthetic-[^/]+",
+    log:
+        "results/{dataset}/logs/generate_synthetic.log",
+    benchmark:
+        "results/benchmarks/{dataset}/generate_synthetic.tsv"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/generate_synthetic.py"
+
+
+rule index_ratings:
+    input:
+        raw="results/{dataset}/raw",
+        code=library("index.py", "formats.py"),
+    output:
+        ratings="results/{dataset}/data/ratings.parquet",
+        users="results/{dataset}/data/users.parquet",
+        movies="results/{dataset}/data/movies.parquet",
+    params:
+        spec=index_spec,
+        duplicates=config["index"]["duplicates"],
+    log:
+        "results/{dataset}/logs/index_ratings.log",
+    benchmark:
+        "results/benchmarks/{dataset}/index_ratings.tsv"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/index_ratings.py"
+
+
+rule split_ratings:
+    input:
+        ratings=rules.index_ratings.output.ratings,
+        code=library("split.py"),
+    output:
+        train="results/{dataset}/split/train.parquet",
+        val="results/{dataset}/split/val.parquet",
+        summary="results/{dataset}/split/split.json",
+    params:
+        seed=config["split"]["seed"],
+        val_fraction=config["split"]["val_fraction"],
+    log:
+        "results/{dataset}/logs/split_ratings.log",
+    benchmark:
+        "results/benchmarks/{dataset}/split_ratings.tsv"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../scripts/split_ratings.py"
