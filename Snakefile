@@ -19,7 +19,7 @@ include: "workflow/rules/bench.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True
     localrule: True

@@ -2,9 +2,9 @@
 import copy
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 from snakemake.utils import validate
-
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -69,9 +69,7 @@ def release_files(wildcards):
 def index_spec(wildcards):
     """How index_ratings reads a release: format, member paths, rating scale."""
     entry = dataset_entry(wildcards.dataset)
-    return {
-        key: entry[key] for key in ("format", "ratings", "movies", "rating_scale")
-    }
+    return {key: entry[key] for key in ("format", "ratings", "movies", "rating_scale")}
 
 
 def library(*modules):
@@ -105,7 +103,10 @@ def init_checkpoint(wildcards):
         return []
     wanted = pretrain_settings(model)
     for other in MODEL_NAMES:
-        if "pretrain" not in config["models"][other] and model_settings(other) == wanted:
+        if (
+            "pretrain" not in config["models"][other]
+            and model_settings(other) == wanted
+        ):
             return f"results/{wildcards.dataset}/models/{other}/model.pt"
     return f"results/{wildcards.dataset}/models/{model}/pretrain/model.pt"
 
@@ -118,5 +119,114 @@ def model_outputs(dataset):
     ) + [f"results/{dataset}/models/baselines.json"]
 
 
+# --- Reports (workflow/rules/report.smk) -------------------------------------
+
+
+def model_pattern(models):
+    """A wildcard constraint matching exactly the given model names."""
+    return "|".join(re.escape(m) for m in models)
+
+
+def model_reports(dataset, model):
+    """Every per-model report of one model: PCA for all, bias ranking and plot for bias models."""
+    base = f"results/{dataset}/reports/{model}"
+    files = [f"{base}/{name}" for name in ("pca.md", "pca.csv", "pca_scatter.png")]
+    files.append(f"{base}/pca_scatter.svg")
+    if model in BIAS_MODELS:
+        files += [f"{base}/{name}" for name in ("movie_bias.md", "movie_bias.csv")]
+        files += [f"{base}/bias_vs_mean.png", f"{base}/bias_vs_mean.svg"]
+    return files
+
+
+def dataset_figures(dataset):
+    """Dataset-level figures (title -> PNG); each has an SVG beside it."""
+    base = f"results/{dataset}/reports"
+    return {
+        "Learning curves": f"{base}/learning_curves.png",
+        "Model comparison": f"{base}/model_comparison.png",
+    }
+
+
+def report_files(dataset):
+    """Every report of a dataset except the summary."""
+    files = [f for m in MODEL_NAMES for f in model_reports(dataset, m)]
+    for png in dataset_figures(dataset).values():
+        files += [png, png[: -len(".png")] + ".svg"]
+    return files
+
+
+def pretrain_metrics(wildcards):
+    """Model -> metrics.json of the checkpoint it starts from (pretrain or a reused model)."""
+    out = {}
+    for model in MODEL_NAMES:
+        init = init_checkpoint(SimpleNamespace(dataset=wildcards.dataset, model=model))
+        if init:
+            out[model] = str(Path(init).with_name("metrics.json"))
+    return out
+
+
+def model_metrics(wildcards):
+    """Model -> metrics.json, in config order."""
+    return {
+        m: f"results/{wildcards.dataset}/models/{m}/metrics.json" for m in MODEL_NAMES
+    }
+
+
+def pipeline_benchmarks(wildcards):
+    """'rule target' -> benchmark file of every job that built a dataset's models."""
+    dataset = wildcards.dataset
+    source = "generate_synthetic" if is_synthetic(dataset) else "download_release"
+    jobs = {}
+    for name in (source, "index_ratings", "split_ratings", "compute_baselines"):
+        jobs[name] = getattr(rules, name).benchmark
+    for model in MODEL_NAMES:
+        init = init_checkpoint(SimpleNamespace(dataset=dataset, model=model))
+        if init and Path(init).parent.name == "pretrain":
+            jobs[f"pretrain_model {model}"] = rules.pretrain_model.benchmark
+        jobs[f"train_model {model}"] = rules.train_model.benchmark
+    return {
+        label: str(path).format(dataset=dataset, model=label.partition(" ")[2])
+        for label, path in jobs.items()
+    }
+
+
+def report_benchmarks(wildcards):
+    """'rule target' -> benchmark file of every report job of a dataset."""
+    dataset = wildcards.dataset
+    jobs = {}
+    for model in MODEL_NAMES:
+        names = ["pca_movie_embeddings"]
+        if model in BIAS_MODELS:
+            names = ["rank_movie_bias", "pca_movie_embeddings", "plot_bias_vs_mean"]
+        for name in names:
+            jobs[f"{name} {model}"] = getattr(rules, name).benchmark
+    for name in ("plot_learning_curves", "plot_model_comparison"):
+        jobs[name] = getattr(rules, name).benchmark
+    return {
+        label: str(path).format(dataset=dataset, model=label.partition(" ")[2])
+        for label, path in jobs.items()
+    }
+
+
+def summary_inputs(wildcards):
+    """What summarize_models reads, and the reports it links to.
+
+    The reports and their benchmark files are ancient(): they must exist (so
+    the summary target builds every report), but redrawing one after a
+    threshold change does not rewrite the summary, whose content is unchanged.
+    """
+    return {
+        "metrics": list(model_metrics(wildcards).values()),
+        "baselines": f"results/{wildcards.dataset}/models/baselines.json",
+        "benchmarks": list(pipeline_benchmarks(wildcards).values()),
+        "reports": [ancient(f) for f in report_files(wildcards.dataset)],
+        "report_benchmarks": [
+            ancient(f) for f in report_benchmarks(wildcards).values()
+        ],
+    }
+
+
 def all_targets():
-    return [f"results/{config['dataset']}/reports/summary.md"]
+    """The summary and every report of the configured dataset."""
+    dataset = config["dataset"]
+    return [f"results/{dataset}/reports/summary.md"] + report_files(dataset)

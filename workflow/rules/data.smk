@@ -1,23 +1,26 @@
 # Data stages: download (or generate) a release, index ids to Parquet, split.
 
 
+# Fetch (or copy from `mirror`), verify checksums, unzip safely. `mirror` is not a
+# param on purpose: it is a location, and the checksums in `files` pin the content,
+# so switching mirror reruns nothing (the script reads it from config).
 rule download_release:
     output:
         raw=directory("results/{dataset}/raw"),
+    log:
+        "results/{dataset}/logs/download_release.log",
+    benchmark:
+        "results/benchmarks/{dataset}/download_release.tsv"
+    wildcard_constraints:
+        dataset=r"(?!synthetic-)[^/]+",
+    localrule: True
+    conda:
+        "../../envs/data.yaml"
     params:
         files=release_files,
         retries=config["download"]["retries"],
         timeout_s=config["download"]["timeout_s"],
         max_extracted_bytes=config["download"]["max_extracted_bytes"],
-    wildcard_constraints:
-        dataset=r"(?!synthetic-)[^/]+",
-    log:
-        "results/{dataset}/logs/download_release.log",
-    benchmark:
-        "results/benchmarks/{dataset}/download_release.tsv"
-    localrule: True
-    conda:
-        "../../envs/data.yaml"
     script:
         "../scripts/download_release.py"
 
