@@ -1,10 +1,13 @@
 # Data stages: download (or generate) a release, index ids to Parquet, split.
 
 
-# Fetch (or copy from `mirror`), verify checksums, unzip safely. `mirror` is not a
-# param on purpose: it is a location, and the checksums in `files` pin the content,
-# so switching mirror reruns nothing (the script reads it from config).
+# Fetch (or copy from `mirror`), verify checksums, unzip safely. Only `files` (URLs
+# and checksums) is a param: `mirror` and the `download:` settings say where and how
+# patiently to fetch, not what; the checksums pin the content, so changing them must
+# not rerun the download and everything after it (the script reads them from config).
 rule download_release:
+    input:
+        code=library("download.py"),
     output:
         raw=directory("results/{dataset}/raw"),
     log:
@@ -18,9 +21,6 @@ rule download_release:
         "../../envs/data.yaml"
     params:
         files=release_files,
-        retries=config["download"]["retries"],
-        timeout_s=config["download"]["timeout_s"],
-        max_extracted_bytes=config["download"]["max_extracted_bytes"],
     script:
         "../scripts/download_release.py"
 
@@ -30,16 +30,16 @@ rule generate_synthetic:
         code=library("synthetic.py"),
     output:
         raw=directory("results/{dataset}/raw"),
-    params:
-        spec=lambda wildcards: synthetic_spec(wildcards.dataset),
-    wildcard_constraints:
-        dataset=r"synthetic-[^/]+",
     log:
         "results/{dataset}/logs/generate_synthetic.log",
     benchmark:
         "results/benchmarks/{dataset}/generate_synthetic.tsv"
+    wildcard_constraints:
+        dataset=r"synthetic-[^/]+",
     conda:
         "../../envs/data.yaml"
+    params:
+        spec=lambda wildcards: synthetic_spec(wildcards.dataset),
     script:
         "../scripts/generate_synthetic.py"
 
@@ -73,14 +73,14 @@ rule split_ratings:
         train="results/{dataset}/split/train.parquet",
         val="results/{dataset}/split/val.parquet",
         summary="results/{dataset}/split/split.json",
-    params:
-        seed=config["split"]["seed"],
-        val_fraction=config["split"]["val_fraction"],
     log:
         "results/{dataset}/logs/split_ratings.log",
     benchmark:
         "results/benchmarks/{dataset}/split_ratings.tsv"
     conda:
         "../../envs/data.yaml"
+    params:
+        seed=config["split"]["seed"],
+        val_fraction=config["split"]["val_fraction"],
     script:
         "../scripts/split_ratings.py"

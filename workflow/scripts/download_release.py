@@ -5,15 +5,16 @@ from movierec.download import download_release
 
 log = movierec.runlog.setup(snakemake.log[0])
 
+# The deliberate exception to "every setting through params:": the mirror and the
+# download settings are where and how patiently to fetch, not what. The checksums in
+# params pin the content, so changing these must not rerun the download (and with it
+# every step after it), which it would as params.
+settings = snakemake.config["download"]
 download_release(
     files=snakemake.params.files,
     dest_dir=snakemake.output.raw,
-    # The one deliberate exception to "every setting through params:": the
-    # mirror is a location, not content. The checksums in params pin the
-    # content, so switching mirror (or dropping it) must not rerun anything,
-    # which it would as a param.
     mirror=snakemake.config.get("mirror"),
-    retries=snakemake.params.retries,
-    timeout_s=snakemake.params.timeout_s,
-    max_extracted_bytes=snakemake.params.max_extracted_bytes,
+    retries=settings["retries"],
+    timeout_s=settings["timeout_s"],
+    max_extracted_bytes=settings["max_extracted_bytes"],
 )

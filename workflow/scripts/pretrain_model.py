@@ -1,1 +1,18 @@
-raise NotImplementedError
+"""Rule pretrain_model: train the pretrain stage of a pretrain -> finetune model."""
+
+import movierec.runlog
+from movierec.training import train_model
+
+log = movierec.runlog.setup(snakemake.log[0])
+train_model(
+    train_path=snakemake.input.train,
+    val_path=snakemake.input.val,
+    users_path=snakemake.input.users,
+    movies_path=snakemake.input.movies,
+    settings=snakemake.params.settings,
+    rating_scale=snakemake.params.rating_scale,
+    model_pt=snakemake.output.model,
+    model_json=snakemake.output.meta,
+    metrics_json=snakemake.output.metrics,
+    threads=snakemake.threads,
+)

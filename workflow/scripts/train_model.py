@@ -1,1 +1,22 @@
-raise NotImplementedError
+"""Rule train_model: train one model (a finetune when `init` is given); see movierec.training."""
+
+import movierec.runlog
+from movierec.training import train_model
+
+log = movierec.runlog.setup(snakemake.log[0])
+# `init` is [] for a model without a pretrain stage, else one checkpoint path.
+init = snakemake.input.init
+init = init if isinstance(init, str) else next(iter(init), None)
+train_model(
+    train_path=snakemake.input.train,
+    val_path=snakemake.input.val,
+    users_path=snakemake.input.users,
+    movies_path=snakemake.input.movies,
+    settings=snakemake.params.settings,
+    rating_scale=snakemake.params.rating_scale,
+    model_pt=snakemake.output.model,
+    model_json=snakemake.output.meta,
+    metrics_json=snakemake.output.metrics,
+    init=init,
+    threads=snakemake.threads,
+)

@@ -1,1 +1,321 @@
-"""Placeholder: being written."""
+"""The three networks behind the five recommenders: forward passes only.
+
+`mlp`, `dot` and `hybrid` are the 2017 notebook's architectures as
+`nn.Module`s; `mlp_then_dot` and `hybrid_then_dot` are a dot model whose
+embeddings start from a pretrained mlp or hybrid (`transfer_embeddings`).
+Optimizers, epochs and data live in `movierec.training` (spotlight style):
+a module here only maps (user, movie) index tensors to predicted ratings.
+
+Every module has ``user_emb`` and ``movie_emb`` (`nn.Embedding`, one row per
+contiguous user or movie index of ``users.parquet`` / ``movies.parquet``);
+dot and hybrid also have ``user_bias`` and ``movie_bias`` (`nn.Embedding(n,
+1)`), so "bias of this movie" and "embedding of this movie" are one lookup
+away for the reports.
+
+Outputs are bounded the fastai way when ``y_range`` is set: ``low + (high -
+low) * sigmoid(score)``, which keeps a ranking model from spending capacity on
+pushing predictions past the rating scale. Without ``y_range`` the score is
+offset by the ``offset`` buffer (training sets it to the mean training rating,
+so an unbounded model starts at the mean instead of at 0).
+"""
+
+import copy
+import logging
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+ARCHS = ("mlp", "dot", "hybrid")
+
+#: Standard deviation of the normal initialisation of embedding rows (fastai's
+#: choice: small enough that the first predictions sit at the bias/offset).
+INIT_STD = 0.01
+
+#: Settings keys that only affect training, not the module (see training.fit).
+TRAINING_KEYS = ("batch_size", "phases", "weight_decay", "seed", "device", "pretrain")
+
+
+class OutputScale(nn.Module):
+    """Map raw scores to ratings: scaled sigmoid (``y_range``) or ``score + offset``.
+
+    Parameters
+    ----------
+    y_range : sequence of two floats or None
+        ``(low, high)`` bounds of the sigmoid, or None for an unbounded output.
+    """
+
+    def __init__(self, y_range=None):
+        super().__init__()
+        if y_range is not None:
+            low, high = (float(v) for v in y_range)
+            if not high > low:
+                raise ValueError(f"y_range must be [low, high] with high > low, got {y_range!r}")
+            self.y_range = (low, high)
+        else:
+            self.y_range = None
+        # The global offset of an unbounded model; part of the state_dict.
+        self.register_buffer("offset", torch.zeros(()))
+
+    def forward(self, score):
+        if self.y_range is None:
+            return score + self.offset
+        low, high = self.y_range
+        return torch.sigmoid(score) * (high - low) + low
+
+
+class PooledDropout(nn.Module):
+    """Inverted dropout whose masks are drawn from a pool of random rows.
+
+    CPU `torch.nn.functional.dropout` draws one Bernoulli variate per element
+    through a slow generic path (about 18 ns per element here: more than the
+    MLP's matrix products). Here each rating's mask is a row picked at random
+    from a pool of ``pool_rows`` independent Bernoulli masks; `refresh`
+    redraws the pool (training does so every epoch, from its seeded
+    generator). Per rating the mask has exactly dropout's distribution; only
+    ratings that pick the same pool row in an epoch share a mask. Without a
+    pool (never refreshed) it falls back to exact `F.dropout`, so the module
+    also works outside `movierec.training.fit`. In eval mode it is the
+    identity, like `nn.Dropout`.
+
+    Parameters
+    ----------
+    p : float
+        Probability of zeroing a unit, in [0, 1).
+    width : int
+        Number of units (columns) of the input.
+    pool_rows : int
+        Number of masks in the pool.
+    """
+
+    def __init__(self, p, width, pool_rows=8192):
+        super().__init__()
+        if not 0.0 <= float(p) < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p!r}")
+        self.p = float(p)
+        self.width = int(width)
+        self.pool_rows = int(pool_rows)
+        self.pool = None
+        self.generator = None
+
+    def refresh(self, generator, device=None):
+        """Redraw the mask pool from `generator` (and use it for row picks)."""
+        self.generator = generator
+        if self.p == 0.0:
+            return
+        keep = 1.0 - self.p
+        rand = torch.rand(
+            self.pool_rows, self.width, generator=generator, device=generator.device
+        )
+        self.pool = (rand < keep).to(torch.float32).mul_(1.0 / keep)
+        if device is not None:
+            self.pool = self.pool.to(device)
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        if self.pool is None:
+            return nn.functional.dropout(x, self.p, True)
+        rows = torch.randint(
+            self.pool_rows, (x.shape[0],), generator=self.generator, device=self.pool.device
+        )
+        return x * self.pool.index_select(0, rows)
+
+    def extra_repr(self):
+        return f"p={self.p}, width={self.width}, pool_rows={self.pool_rows}"
+
+
+def _embedding(n, dim, generator, std=INIT_STD):
+    emb = nn.Embedding(n, dim)
+    with torch.no_grad():
+        if std:
+            emb.weight.normal_(0.0, std, generator=generator)
+        else:
+            emb.weight.zero_()
+    return emb
+
+
+class DotModel(nn.Module):
+    """Dot product of user and movie embeddings plus a user and a movie bias."""
+
+    arch = "dot"
+
+    def __init__(self, n_users, n_movies, n_factors, y_range=None, generator=None):
+        super().__init__()
+        self.user_emb = _embedding(n_users, n_factors, generator)
+        self.movie_emb = _embedding(n_movies, n_factors, generator)
+        self.user_bias = _embedding(n_users, 1, generator, std=0.0)
+        self.movie_bias = _embedding(n_movies, 1, generator, std=0.0)
+        self.output = OutputScale(y_range)
+
+    def score(self, user, movie):
+        """Raw score before the output scale: ``u . m + b_u + b_m``."""
+        dot = (self.user_emb(user) * self.movie_emb(movie)).sum(1)
+        return dot + self.user_bias(user).squeeze(1) + self.movie_bias(movie).squeeze(1)
+
+    def forward(self, user, movie):
+        return self.output(self.score(user, movie))
+
+
+class HybridModel(nn.Module):
+    """Shared embeddings and biases under two heads trained together.
+
+    The linear head reads the concatenated user and movie embeddings; the
+    dot head is `DotModel`'s. `forward` returns the dot head (the model's
+    prediction); `heads` returns both, as training and reports need.
+    """
+
+    arch = "hybrid"
+
+    def __init__(self, n_users, n_movies, n_factors, y_range=None, generator=None):
+        super().__init__()
+        self.user_emb = _embedding(n_users, n_factors, generator)
+        self.movie_emb = _embedding(n_movies, n_factors, generator)
+        self.user_bias = _embedding(n_users, 1, generator, std=0.0)
+        self.movie_bias = _embedding(n_movies, 1, generator, std=0.0)
+        self.linear = nn.Linear(2 * n_factors, 1)
+        _init_linear(self.linear, generator)
+        self.output = OutputScale(y_range)
+
+    def heads(self, user, movie):
+        """Predictions of both heads: ``(dot, linear)``."""
+        u = self.user_emb(user)
+        m = self.movie_emb(movie)
+        dot = (u * m).sum(1) + self.user_bias(user).squeeze(1) + self.movie_bias(movie).squeeze(1)
+        linear = self.linear(torch.cat([u, m], dim=1)).squeeze(1)
+        return self.output(dot), self.output(linear)
+
+    def forward(self, user, movie):
+        return self.heads(user, movie)[0]
+
+
+class MLPModel(nn.Module):
+    """Concatenated user and movie embeddings through ReLU layers with dropout."""
+
+    arch = "mlp"
+
+    def __init__(
+        self, n_users, n_movies, n_factors, hidden, dropouts, y_range=None, generator=None
+    ):
+        super().__init__()
+        hidden = [int(h) for h in hidden]
+        dropouts = [float(p) for p in dropouts]
+        if len(dropouts) != len(hidden):
+            raise ValueError(
+                f"mlp needs one dropout per hidden layer: hidden={hidden}, dropouts={dropouts}"
+            )
+        self.user_emb = _embedding(n_users, n_factors, generator)
+        self.movie_emb = _embedding(n_movies, n_factors, generator)
+        layers = []
+        width = 2 * n_factors
+        for size, p in zip(hidden, dropouts, strict=True):
+            linear = nn.Linear(width, size)
+            _init_linear(linear, generator)
+            layers += [linear, nn.ReLU(inplace=True)]
+            if p > 0:
+                layers.append(PooledDropout(p, size))
+            width = size
+        out = nn.Linear(width, 1)
+        _init_linear(out, generator)
+        layers.append(out)
+        self.layers = nn.Sequential(*layers)
+        self.output = OutputScale(y_range)
+
+    def forward(self, user, movie):
+        x = torch.cat([self.user_emb(user), self.movie_emb(movie)], dim=1)
+        return self.output(self.layers(x).squeeze(1))
+
+
+def _init_linear(linear, generator):
+    """PyTorch's default Linear init (Kaiming-uniform), but from `generator`."""
+    bound = 1.0 / linear.in_features**0.5
+    with torch.no_grad():
+        linear.weight.uniform_(-bound, bound, generator=generator)
+        linear.bias.uniform_(-bound, bound, generator=generator)
+
+
+def build_model(settings, n_users, n_movies):
+    """The module described by one model block of config.yaml.
+
+    Parameters
+    ----------
+    settings : dict
+        A ``models.<name>`` block (or its ``pretrain`` block): ``arch`` (mlp,
+        dot, hybrid), ``n_factors``, ``y_range``, ``seed``, and for mlp
+        ``hidden`` and ``dropouts``. Training keys are ignored here.
+    n_users, n_movies : int
+        Rows of the embedding tables (the index sizes of users/movies.parquet).
+
+    Returns
+    -------
+    torch.nn.Module
+        Initialised from ``settings["seed"]`` (same settings, same weights),
+        in training mode, on CPU.
+    """
+    arch = settings.get("arch")
+    if arch not in ARCHS:
+        raise ValueError(f"model arch must be one of {', '.join(ARCHS)}; got {arch!r}")
+    for name, value in (("n_users", n_users), ("n_movies", n_movies)):
+        if int(value) < 1:
+            raise ValueError(f"{name} must be at least 1, got {value!r}")
+    n_factors = int(settings.get("n_factors", 50))
+    if n_factors < 1:
+        raise ValueError(f"n_factors must be at least 1, got {n_factors!r}")
+    generator = torch.Generator().manual_seed(int(settings.get("seed", 1)))
+    y_range = settings.get("y_range")
+    common = dict(y_range=y_range, generator=generator)
+    if arch == "dot":
+        return DotModel(int(n_users), int(n_movies), n_factors, **common)
+    if arch == "hybrid":
+        return HybridModel(int(n_users), int(n_movies), n_factors, **common)
+    return MLPModel(
+        int(n_users),
+        int(n_movies),
+        n_factors,
+        hidden=settings.get("hidden", [100, 100, 50]),
+        dropouts=settings.get("dropouts", [0.5, 0.6, 0.7]),
+        **common,
+    )
+
+
+def model_settings(settings):
+    """The architecture part of a settings block (what `build_model` reads)."""
+    return {k: copy.deepcopy(v) for k, v in settings.items() if k not in TRAINING_KEYS}
+
+
+@torch.no_grad()
+def transfer_embeddings(source, target):
+    """Copy embeddings (and biases, where both have them) from `source` into `target`.
+
+    This is the pretrain -> finetune edge: `mlp_then_dot` and
+    `hybrid_then_dot` start their dot model from the pretrained tables.
+    Biases the source lacks (an mlp has none) keep their initial zeros.
+
+    Returns
+    -------
+    list of str
+        Names of the copied tables.
+
+    Raises
+    ------
+    ValueError
+        If a table's shape differs (other n_factors, or another index).
+    """
+    copied = []
+    for name in ("user_emb", "movie_emb", "user_bias", "movie_bias"):
+        src = getattr(source, name, None)
+        dst = getattr(target, name, None)
+        if src is None or dst is None:
+            continue
+        if src.weight.shape != dst.weight.shape:
+            raise ValueError(
+                f"cannot initialise {name} of shape {tuple(dst.weight.shape)} from a "
+                f"pretrained table of shape {tuple(src.weight.shape)}: the pretrain must "
+                "use the same n_factors and the same users/movies index"
+            )
+        dst.weight.copy_(src.weight.to(dst.weight.device))
+        copied.append(name)
+    if "user_emb" not in copied or "movie_emb" not in copied:
+        raise ValueError("both models need user_emb and movie_emb tables to transfer weights")
+    return copied

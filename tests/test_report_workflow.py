@@ -1,0 +1,226 @@
+"""The report rules end to end: DAG shape, real runs on ml-latest-small and synthetic-100k.
+
+Dry-run tests need no training. The slow tests train for real (the default
+config on ml-latest-small, the dot model on synthetic-100k) and check what the
+reports say against what we know: Shawshank near the top of the popular
+ranking, and the synthetic generator's planted movie biases and taste axes.
+"""
+
+import os
+import struct
+from pathlib import Path
+
+import conftest
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import scheduled_rules, snakemake
+
+BIAS_MODELS = ["dot", "hybrid", "mlp_then_dot", "hybrid_then_dot"]
+MODELS = ["mlp", *BIAS_MODELS]
+REPORT_RULES = {
+    "rank_movie_bias": len(BIAS_MODELS),
+    "pca_movie_embeddings": len(MODELS),
+    "plot_bias_vs_mean": len(BIAS_MODELS),
+    "plot_learning_curves": 1,
+    "plot_model_comparison": 1,
+    "summarize_models": 1,
+}
+TRAINING_RULES = {"train_model", "pretrain_model", "compute_baselines"}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# "Enough ratings" for the planted-truth checks: a bias learned from fewer is mostly prior.
+MIN_RATINGS = 20
+
+_RUNS = {}  # one run per session even when a fixture is imported into another module
+
+
+def targets(*paths):
+    """Targets for scheduled_rules, whose `-q rules` would otherwise swallow them."""
+    return ("--nolock", *paths)
+
+
+def assert_png(path, min_side=300):
+    import matplotlib.image
+
+    data = Path(path).read_bytes()
+    assert data[:8] == PNG_SIGNATURE, f"{path}: not a PNG"
+    width, height = struct.unpack(">II", data[16:24])
+    assert min(width, height) >= min_side, (path, width, height)
+    pixels = matplotlib.image.imread(path)
+    assert pixels.std() > 0.01, f"{path} looks blank"
+
+
+def spearman(a, b):
+    return float(np.corrcoef(pd.Series(a).rank(), pd.Series(b).rank())[0, 1])
+
+
+@pytest.fixture(scope="session")
+def ml_small_run(tmp_path_factory, mirror):
+    """The default target (all reports of ml-latest-small) run once with the default config."""
+    if "ml" not in _RUNS:
+        project = conftest.copy_workflow(tmp_path_factory.mktemp("ml-latest-small"))
+        snakemake(project, timeout=1500)
+        _RUNS["ml"] = project
+    return _RUNS["ml"]
+
+
+@pytest.fixture(scope="session")
+def synthetic_run(tmp_path_factory, mirror):
+    """The dot model's bias ranking and PCA on synthetic-100k (planted truth known)."""
+    if "synthetic" not in _RUNS:
+        project = conftest.copy_workflow(tmp_path_factory.mktemp("synthetic-100k"))
+        base = "results/synthetic-100k/reports/dot"
+        snakemake(project, f"{base}/movie_bias.csv", f"{base}/pca.csv", timeout=1200)
+        _RUNS["synthetic"] = project
+    return _RUNS["synthetic"]
+
+
+# --- DAG shape (dry runs, no training) ---------------------------------------------
+
+
+def test_default_target_builds_the_summary_and_every_report(project):
+    counts = scheduled_rules(project)
+    for rule, n in REPORT_RULES.items():
+        assert counts.get(rule) == n, (rule, counts)
+
+
+@pytest.mark.parametrize("dataset", ["ml-100k", "synthetic-1m"])
+def test_summary_target_builds_every_report_of_any_dataset(project, dataset):
+    counts = scheduled_rules(project, *targets(f"results/{dataset}/reports/summary.md"))
+    for rule, n in REPORT_RULES.items():
+        assert counts.get(rule) == n, (rule, counts)
+    assert counts.get("train_model") == len(MODELS)
+
+
+def test_mlp_has_pca_but_no_bias_ranking(project):
+    proc = snakemake(
+        project, "-n", "results/ml-latest-small/reports/mlp/movie_bias.csv", check=False
+    )
+    assert proc.returncode != 0
+    assert "MissingRuleException" in proc.stdout + proc.stderr
+    counts = scheduled_rules(project, *targets("results/ml-latest-small/reports/mlp/pca.csv"))
+    assert counts.get("pca_movie_embeddings") == 1
+
+
+# --- ml-latest-small, default config -------------------------------------------------
+
+
+@pytest.mark.slow
+def test_ml_latest_small_reports_exist_and_parse(ml_small_run):
+    reports = ml_small_run / "results/ml-latest-small/reports"
+    movies = pd.read_parquet(ml_small_run / "results/ml-latest-small/data/movies.parquet")
+    for model in BIAS_MODELS:
+        table = pd.read_csv(reports / model / "movie_bias.csv")
+        assert list(table.columns) == [
+            "movieId",
+            "title",
+            "year",
+            "n_ratings",
+            "mean_rating",
+            "bias",
+            "rank",
+        ]
+        assert len(table) == len(movies) and table["movieId"].is_unique
+        assert table["rank"].tolist() == list(range(1, len(movies) + 1))
+        text = (reports / model / "movie_bias.md").read_text()
+        assert "## Top 15 overall" in text and "## Bottom 10 among the 2000 most-rated" in text
+        assert_png(reports / model / "bias_vs_mean.png")
+    for model in MODELS:
+        pca = pd.read_csv(reports / model / "pca.csv")
+        assert list(pca.columns) == ["movieId", "title", "n_ratings", "pc1", "pc2", "pc3"]
+        assert len(pca) == 2000
+        assert pca[["pc1", "pc2", "pc3"]].notna().all().all()
+        assert "explained variance" in (reports / model / "pca.md").read_text()
+        assert_png(reports / model / "pca_scatter.png", min_side=1000)
+        assert (reports / model / "pca_scatter.svg").read_text().lstrip().startswith("<?xml")
+    for name in ("learning_curves", "model_comparison"):
+        assert_png(reports / f"{name}.png")
+    models = pd.read_csv(reports / "models.csv")
+    assert models["model"].tolist() == [*MODELS, "global mean", "bias only"]
+    assert models.loc[models["kind"] == "model", "best_val_rmse"].between(0.5, 1.2).all()
+    summary = (reports / "summary.md").read_text()
+    for model in MODELS:
+        assert f"| {model} " in summary and f"({model}/pca.md)" in summary
+    assert "| train_model" in summary and "| rank_movie_bias" in summary
+
+
+@pytest.mark.slow
+def test_shawshank_is_near_the_top_among_popular_movies(ml_small_run):
+    ranked = pd.read_csv(ml_small_run / "results/ml-latest-small/reports/dot/movie_bias.csv")
+    popular = ranked.sort_values(["n_ratings", "movieId"], ascending=[False, True]).head(2000)
+    top20 = popular.sort_values("bias", ascending=False).head(20)["title"].tolist()
+    assert "Shawshank Redemption, The (1994)" in top20, top20
+    md = (ml_small_run / "results/ml-latest-small/reports/dot/movie_bias.md").read_text()
+    assert "Shawshank Redemption, The (1994)" in md
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("section", "key", "value", "rule", "count"),
+    [
+        ("bias", "top_n", 5, "rank_movie_bias", len(BIAS_MODELS)),
+        ("pca", "scatter_movies", 30, "pca_movie_embeddings", len(MODELS)),
+        ("bias_plot", "min_ratings", 10, "plot_bias_vs_mean", len(BIAS_MODELS)),
+    ],
+)
+def test_changing_a_threshold_reruns_only_that_report(
+    ml_small_run, section, key, value, rule, count
+):
+    assert set(scheduled_rules(ml_small_run)) <= {"all"}, "the finished run is not up to date"
+    configfile = ml_small_run / f"override-{section}.yaml"
+    configfile.write_text(f"reports:\n  {section}:\n    {key}: {value}\n")
+    counts = scheduled_rules(ml_small_run, "--configfile", str(configfile))
+    counts.pop("all", None)
+    assert counts == {rule: count}
+
+
+@pytest.mark.slow
+def test_editing_report_code_reruns_reports_not_training(ml_small_run):
+    module = ml_small_run / "workflow/scripts/movierec/reports/plots.py"
+    original, stat = module.read_text(), module.stat()
+    try:
+        module.write_text(original + "\n# edited\n")
+        counts = scheduled_rules(ml_small_run)
+    finally:
+        module.write_text(original)
+        os.utime(module, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    counts.pop("all", None)
+    assert not TRAINING_RULES & set(counts), counts
+    assert counts == {
+        "pca_movie_embeddings": len(MODELS),
+        "plot_bias_vs_mean": len(BIAS_MODELS),
+        "plot_learning_curves": 1,
+        "plot_model_comparison": 1,
+    }
+
+
+# --- synthetic-100k: planted truth ---------------------------------------------------
+
+
+def _planted(project):
+    return pd.read_csv(project / "results/synthetic-100k/raw/planted_movies.csv")
+
+
+@pytest.mark.slow
+def test_dot_movie_bias_recovers_the_planted_bias(synthetic_run):
+    learned = pd.read_csv(synthetic_run / "results/synthetic-100k/reports/dot/movie_bias.csv")
+    both = learned.merge(_planted(synthetic_run), on="movieId", suffixes=("", "_planted"))
+    assert len(both) == len(learned)
+    enough = both[both["n_ratings"] >= MIN_RATINGS]
+    assert len(enough) >= 200
+    rho = spearman(enough["bias"], enough["bias_planted"])
+    assert rho >= 0.9, f"Spearman {rho:.3f} over {len(enough)} movies"
+    top_learned = set(enough.nlargest(10, "bias")["movieId"])
+    top_planted = set(enough.nlargest(10, "bias_planted")["movieId"])
+    assert len(top_learned & top_planted) >= 7, len(top_learned & top_planted)
+
+
+@pytest.mark.slow
+def test_pca_recovers_the_planted_axes(synthetic_run):
+    pca = pd.read_csv(synthetic_run / "results/synthetic-100k/reports/dot/pca.csv")
+    both = pca.merge(_planted(synthetic_run), on="movieId")
+    assert len(both) == len(pca)
+    enough = both[both["n_ratings"] >= MIN_RATINGS]
+    for factor in ("factor_1", "factor_2"):
+        corr = max(abs(np.corrcoef(enough[factor], enough[pc])[0, 1]) for pc in ("pc1", "pc2"))
+        assert corr >= 0.9, f"{factor}: best |corr| with pc1/pc2 is {corr:.3f}"

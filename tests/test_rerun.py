@@ -1,0 +1,198 @@
+"""Only stale steps rerun. One finished run of the whole default DAG (ml-latest-small from
+the shared mirror, tests/config/fast.yaml), then dry runs, each in its own copy of the
+finished project with one thing changed: a model's hyperparameter, the library's model
+code, the split seed, a report threshold, the downloaded archive rewritten byte for byte,
+and the execution profile. Each asserts exactly which jobs Snakemake would run.
+"""
+
+import os
+import shutil
+import time
+from collections import Counter
+
+import pytest
+import yaml
+from conftest import MIRROR, copy_workflow, snakemake
+from rule_info import dry_run_jobs, workflow_rules
+
+pytestmark = pytest.mark.slow
+
+DATASET = "ml-latest-small"
+FAST = "tests/config/fast.yaml"
+DATA_RULES = {"download_release", "index_ratings", "split_ratings"}
+TRAINING_RULES = {"compute_baselines", "pretrain_model", "train_model"}
+
+
+def base_args(*configfiles):
+    return [
+        "--configfile",
+        FAST,
+        *configfiles,
+        "--config",
+        f"dataset={DATASET}",
+        f"mirror={MIRROR}",
+    ]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A project whose default target was built once; tests work on copies of it."""
+    project = copy_workflow(tmp_path_factory.mktemp("rerun") / "project")
+    if not (project / FAST).exists():
+        pytest.fail(f"{FAST} (the fast test config) is missing")
+    t0 = time.monotonic()
+    snakemake(project, *base_args(), mirror=False)
+    print(f"full run: {time.monotonic() - t0:.1f} s")
+    return project
+
+
+@pytest.fixture(scope="module")
+def rules(finished):
+    return {r["name"]: r for r in workflow_rules(finished)}
+
+
+@pytest.fixture
+def clone(finished, tmp_path):
+    """A copy of the finished project (mtimes kept, Snakemake's metadata included)."""
+    dest = tmp_path / "project"
+    shutil.copytree(finished, dest, symlinks=True)
+    return dest
+
+
+def jobs_in(project, *configfiles, extra=()):
+    jobs, out = dry_run_jobs(project, *base_args(*configfiles), *extra)
+    return jobs, out
+
+
+def write_override(project, name, data):
+    path = project / name
+    path.write_text(yaml.safe_dump(data))
+    return name
+
+
+def report_rules(rules):
+    return {n for n, r in rules.items() if r["snakefile"].endswith("report.smk")}
+
+
+def test_a_second_run_has_nothing_to_do(finished):
+    proc = snakemake(finished, *base_args(), mirror=False)
+    assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stderr[-3000:]
+    jobs, _ = jobs_in(finished)
+    assert jobs == []
+
+
+def test_copy_of_finished_run_is_up_to_date(clone):
+    # Guard for every test below: copying the project (mtimes kept) changes nothing.
+    jobs, out = jobs_in(clone)
+    assert jobs == [], out[-3000:]
+
+
+def test_b_model_hyperparameter_reruns_that_model_and_its_reports(clone, rules):
+    override = write_override(clone, "dot.yaml", {"models": {"dot": {"batch_size": 1024}}})
+    jobs, out = jobs_in(clone, override)
+    ran = Counter(rule for rule, _, _ in jobs)
+    models = {wc.get("model") for rule, wc, _ in jobs if "model" in wc}
+    assert ran["train_model"] == 1 and models == {"dot"}, jobs
+    assert not (set(ran) & (DATA_RULES | {"compute_baselines", "pretrain_model"})), ran
+    assert set(ran) - {"train_model"} <= report_rules(rules), ran
+    assert ran["rank_movie_bias"] == 1 and ran["summarize_models"] == 1, ran
+
+
+def test_b_pretrain_base_reruns_its_finetune_too(clone, rules):
+    # hybrid is the pretrain base of hybrid_then_dot (its pretrain block equals models.hybrid,
+    # so the DAG reuses hybrid's checkpoint). Change both the same way, as a user would.
+    config = yaml.safe_load((clone / FAST).read_text())
+    hybrid = dict(
+        yaml.safe_load((clone / "config.yaml").read_text())["models"]["hybrid"],
+        **config.get("models", {}).get("hybrid", {}),
+    )
+    seed = hybrid.get("seed", 1) + 1
+    override = write_override(
+        clone,
+        "hybrid.yaml",
+        {"models": {"hybrid": {"seed": seed}, "hybrid_then_dot": {"pretrain": {"seed": seed}}}},
+    )
+    jobs, out = jobs_in(clone, override)
+    trained = sorted(wc["model"] for rule, wc, _ in jobs if rule == "train_model")
+    assert trained == ["hybrid", "hybrid_then_dot"], jobs
+    ran = Counter(rule for rule, _, _ in jobs)
+    assert "pretrain_model" not in ran, "hybrid_then_dot must still reuse hybrid's checkpoint"
+    assert not (set(ran) & (DATA_RULES | {"compute_baselines"})), ran
+    assert set(ran) - {"train_model"} <= report_rules(rules), ran
+    report_models = {wc["model"] for _, wc, _ in jobs if "model" in wc}
+    assert report_models == {"hybrid", "hybrid_then_dot"}, report_models
+
+
+def test_c_model_code_reruns_training_and_reports_not_data(clone, rules):
+    models_py = clone / "workflow" / "scripts" / "movierec" / "models.py"
+    with models_py.open("a") as f:
+        f.write("\n# edited by tests/test_rerun.py\n")
+    jobs, out = jobs_in(clone)
+    ran = Counter(rule for rule, _, _ in jobs)
+    assert not (set(ran) & DATA_RULES), ran
+    assert ran["train_model"] == 5 and ran["pretrain_model"] >= 1, ran
+    assert "compute_baselines" not in ran, "baselines do not use models.py"
+    assert set(ran) & report_rules(rules), ran
+
+
+def test_d_split_seed_reruns_split_training_reports_not_download_index(clone, rules):
+    override = write_override(clone, "seed.yaml", {"split": {"seed": 4242}})
+    jobs, out = jobs_in(clone, override)
+    ran = Counter(rule for rule, _, _ in jobs)
+    assert "download_release" not in ran and "index_ratings" not in ran, ran
+    assert ran["split_ratings"] == 1 and ran["compute_baselines"] == 1, ran
+    assert ran["train_model"] == 5 and ran["pretrain_model"] >= 1, ran
+    assert set(ran) & report_rules(rules), ran
+
+
+def test_e_report_threshold_reruns_only_that_report(clone):
+    config = yaml.safe_load((clone / "config.yaml").read_text())
+    top_n = config["reports"]["bias"]["top_n"] + 3
+    override = write_override(clone, "report.yaml", {"reports": {"bias": {"top_n": top_n}}})
+    jobs, out = jobs_in(clone, override)
+    ran = Counter(rule for rule, _, _ in jobs)
+    assert set(ran) == {"rank_movie_bias"}, ran
+    n_bias_models = sum(1 for m in config["models"].values() if m["arch"] != "mlp")
+    assert ran["rank_movie_bias"] == n_bias_models, ran
+
+
+def test_f_rewriting_the_archive_with_same_bytes_reruns_nothing(clone):
+    raw = clone / "results" / DATASET / "raw"
+    archive = raw / "ml-latest-small.zip"
+    assert archive.is_file(), sorted(p.name for p in raw.iterdir())
+    data = archive.read_bytes()
+    before = archive.stat().st_mtime_ns
+    time.sleep(0.05)
+    archive.write_bytes(data)  # in place: same bytes, newer mtime
+    assert archive.stat().st_mtime_ns > before
+    jobs, out = jobs_in(clone)
+    assert jobs == [], out[-3000:]
+    # And as a download tool would do it: a new file renamed over the old one.
+    tmp = raw / ".ml-latest-small.zip.part"
+    tmp.write_bytes(data)
+    os.replace(tmp, archive)
+    jobs, out = jobs_in(clone)
+    assert jobs == [], out[-3000:]
+
+
+def test_f_small_files_are_compared_by_checksum_not_mtime(clone):
+    # Why the rewrite above reruns nothing, and the counterpart that does rerun: inputs under
+    # --max-checksum-file-size (1 MB) whose mtime is newer are compared by their recorded
+    # checksum; with checksums off (size 0), the same rewrite makes every consumer stale.
+    movies = clone / "results" / DATASET / "data" / "movies.parquet"
+    assert movies.stat().st_size < 1_000_000, movies.stat().st_size
+    time.sleep(0.05)
+    movies.write_bytes(movies.read_bytes())
+    jobs, out = jobs_in(clone)
+    assert jobs == [], out[-3000:]
+    jobs, out = jobs_in(clone, extra=["--max-checksum-file-size", "0"])
+    ran = Counter(rule for rule, _, _ in jobs)
+    assert ran["train_model"] == 5, ran
+    assert not (set(ran) & {"download_release", "index_ratings", "split_ratings"}), ran
+
+
+@pytest.mark.parametrize("profile", ["local", "gpu", "slurm", "slurm-gpu"])
+def test_switching_profile_reruns_nothing(finished, profile):
+    jobs, out = jobs_in(finished, extra=["--workflow-profile", f"workflow/profiles/{profile}"])
+    assert jobs == [], f"{profile}: {jobs}\n{out[-3000:]}"
+    assert "Nothing to be done" in out
