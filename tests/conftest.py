@@ -46,8 +46,12 @@ def snakemake(project, *args, check=True, mirror=True, timeout=900):
 
 
 def scheduled_rules(project, *args):
-    """Rules a dry run would execute, as {rule: count} (parsed from --summary-free dry run)."""
-    proc = snakemake(project, "-n", "--quiet", "rules", *args)
+    """Rules a dry run would execute, as {rule: count}, parsed from the job stats.
+
+    `args` (targets, --configfile ...) go before `--quiet rules`, which would
+    otherwise swallow the targets as its own choices.
+    """
+    proc = snakemake(project, "-n", *args, "--quiet", "rules")
     counts = {}
     for line in proc.stdout.splitlines():
         parts = line.split()

@@ -10,11 +10,12 @@ import re
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from conftest import FORMATS
 from movierec import formats
-from movierec.index import index_ratings
+from movierec.index import YEAR, index_ratings
 
 OUTPUTS = ("ratings.parquet", "users.parquet", "movies.parquet")
 CSV_SPEC = {
@@ -343,6 +344,7 @@ BAD_CSV_RATINGS = {
     "renamed column": ("userId,movie,rating,timestamp\n1,1,4,1\n", 1, "movie"),
     "missing column": ("userId,movieId,timestamp\n1,1,1\n", 1, "rating"),
     "non-numeric userId": (HEADER + "1,1,4,1\n\nabc,2,3,1\n", 4, "'abc'"),
+    "non-numeric id, extra column": ("userId,extra,movieId,rating\n1,a,1,4\n1,b,zz,4\n", 3, "'zz'"),
     "non-numeric movieId": (HEADER + "1,1,4,1\r\n1,2.5,3,1\r\n", 3, "'2.5'"),
     "non-numeric rating": (HEADER + "1,1,4,1\n1,2,four,1\n", 3, "'four'"),
     "non-numeric timestamp": (HEADER + "1,1,4,1\n1,2,3,yesterday\n", 3, "'yesterday'"),
@@ -520,6 +522,7 @@ def test_rule_index_ratings(project):
     assert original_ids(ratings, users, movies) == [(2, 1, 5.0, 9), (1, 1, 3.0, 8)]
     assert movies["title"].to_pylist() == ["Misérables, Les (1995)"]
     assert "dropped 1 repeated" in log.read_text()
+    assert "(2 pyarrow threads)" in log.read_text()  # threads: reach pyarrow's CSV reader
 
 
 def sorted_release(n_users=30, n_movies=25, seed=1):
@@ -578,3 +581,20 @@ def test_order_breaks_after_streaming_started(tmp_path, monkeypatch, policy, cap
     check_contract(ratings, users, movies_t)
     assert original_ids(ratings, users, movies_t) == kept
     assert "rows not sorted by user, movie" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("title", "year"),
+    [
+        ("Toy Story (1995)", 1995),
+        ("Assembly (Ji jie hao) (2007) ", 2007),
+        ("Show (2006-2007)", 2006),
+        ("Show (2006–2007)", 2006),  # en dash, as in ml-latest
+        ("Babylon 5", None),
+        ("1984 (1956) extra", None),
+        ("(500) Days of Summer (2009)", 2009),
+    ],
+)
+def test_year_from_title(title, year):
+    found = pc.struct_field(pc.extract_regex(pa.array([title]), YEAR), "year")
+    assert pc.cast(found, pa.int32()).to_pylist() == [year]

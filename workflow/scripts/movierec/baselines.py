@@ -84,9 +84,7 @@ def _rmse(pred, rating):
     return math.sqrt(float(np.mean((pred - rating) ** 2)))
 
 
-def compute_baselines(
-    *, train_path, val_path, out_path, bias_reg, iterations, rating_scale
-):
+def compute_baselines(*, train_path, val_path, out_path, bias_reg, iterations, rating_scale):
     """Write ``baselines.json``: global-mean and bias-only validation RMSE.
 
     Users or movies that appear only in validation get bias 0 (the model

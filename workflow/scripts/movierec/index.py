@@ -23,6 +23,7 @@ import logging
 import queue
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -110,10 +111,11 @@ def index_ratings(raw_dir, spec, duplicates, ratings_out, users_out, movies_out)
     tick = time.perf_counter()
     table, source = formats.read_ratings(fmt, ratings_path)
     log.info(
-        "read %d rating rows from %s in %.2fs",
+        "read %d rating rows from %s in %.2fs (%d pyarrow threads)",
         table.num_rows,
         ratings_path,
         time.perf_counter() - tick,
+        pa.cpu_count(),
     )
     if table.num_rows == 0:
         raise ValueError(
@@ -247,13 +249,14 @@ class _Vocabulary:
             out[:] = np.searchsorted(self.ids, values)
 
 
+@dataclass
 class _Coded:
     """What `_code_and_write` returns: codes, per-movie rating sums, whether it wrote."""
 
-    def __init__(self, user, movie, rating_sums, written):
-        self.user, self.movie = user, movie
-        self.rating_sums = rating_sums
-        self.written = written
+    user: np.ndarray
+    movie: np.ndarray
+    rating_sums: np.ndarray
+    written: bool
 
 
 def _code_and_write(table, users, movies, path):

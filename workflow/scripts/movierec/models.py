@@ -105,9 +105,7 @@ class PooledDropout(nn.Module):
         if self.p == 0.0:
             return
         keep = 1.0 - self.p
-        rand = torch.rand(
-            self.pool_rows, self.width, generator=generator, device=generator.device
-        )
+        rand = torch.rand(self.pool_rows, self.width, generator=generator, device=generator.device)
         self.pool = (rand < keep).to(torch.float32).mul_(1.0 / keep)
         if device is not None:
             self.pool = self.pool.to(device)

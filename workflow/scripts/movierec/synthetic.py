@@ -155,7 +155,8 @@ def _sample_light(rng, users, quota, cdf, n_movies):
     """Distinct movies ∝ popularity for users with small quotas.
 
     Draw with replacement, then redraw the repeats until every (user, movie)
-    key is unique: the same as successive sampling without replacement.
+    key is unique: close to successive sampling without replacement, and
+    cheap because a small quota rarely repeats a movie.
     Returns the sorted int64 keys user * n_movies + movie.
     """
     user = np.repeat(users.astype(np.int64), quota)
@@ -194,8 +195,8 @@ def _draw(rng, cdf, n):
 def _sample_heavy(rng, users, quota, weights, n_movies):
     """Distinct movies ∝ popularity, exactly (Efraimidis-Spirakis keys).
 
-    One random key per (user, movie); a user's quota largest keys are its
-    movies. Costs n_movies per heavy user, which is bounded by a constant
+    One random score per (user, movie); the `quota` smallest scores are the
+    user's movies. Costs n_movies per heavy user, which is bounded by a constant
     times n_ratings because heavy users have quota > HEAVY_USER_SHARE * n_movies.
     """
     out = []
@@ -355,10 +356,14 @@ def generate(spec, out_dir):
         factors are standard normal), ``factor_decay`` (each further factor's sd
         is this times the previous one's, so PCA axes are identifiable),
         ``noise_sd``, ``user_activity_sigma`` and ``movie_popularity_sigma``
-        (lognormal sigmas of the heavy tails), ``min_user_ratings`` (floor of a
-        user's count, lowered if the spec cannot afford it) and
+        (lognormal sigmas of the heavy tails), ``movie_popularity_floor``
+        (added to each popularity weight, so few movies rest on one rating),
+        ``min_user_ratings`` (floor of a user's count, lowered if the spec
+        cannot afford it; no user rates more than half of the movies),
         ``bias_popularity_corr`` (popular movies tend to be better, as in
-        MovieLens).
+        MovieLens), ``n_classics`` and ``classic_bias`` (a few popular movies
+        with bias ``classic_bias + |ordinary bias|``, so the top of the ranking
+        is a clear answer, not a near-tie). The schema describes each one.
     out_dir : path
         Must not exist (or be empty). Written under a temporary name and
         renamed, so a failure leaves nothing behind.
