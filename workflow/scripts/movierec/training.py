@@ -55,6 +55,8 @@ CPU_CHUNK = 4096
 EVAL_BATCH = 1 << 16
 
 ADAM_BETAS = (0.9, 0.999)
+# torch.optim.Adam's fused kernel (private API, present in the pinned torch); None: eager math.
+_FUSED_ADAM = getattr(torch, "_fused_adam_", None)
 ADAM_EPS = 1e-8
 
 
@@ -199,27 +201,20 @@ class RowAdam:
         self.eps = eps
         self.exp_avg = torch.zeros_like(table)
         self.exp_avg_sq = torch.zeros_like(table)
-        n = table.shape[0]
         self.grads = [torch.zeros_like(table) for _ in range(accumulators)]
-        self.uses = [
-            torch.zeros(n, dtype=table.dtype, device=table.device) for _ in range(accumulators)
-        ]
-        self._ones = torch.ones(0, dtype=table.dtype, device=table.device)
         self.steps = 0
 
     def accumulate(self, index, grad, acc=0):
         """Add per-use gradient rows ``grad[i]`` to row ``index[i]`` (in accumulator `acc`)."""
-        if self._ones.shape[0] < index.shape[0]:
-            self._ones = torch.ones(index.shape[0], dtype=self.table.dtype, device=index.device)
         self.grads[acc].index_add_(0, index, grad)
-        self.uses[acc].index_add_(0, index, self._ones[: index.shape[0]])
 
-    def begin_step(self):
-        """Touched rows and their use counts; counts the step for bias correction."""
-        uses = self.uses[0]
-        for extra in self.uses[1:]:
-            uses = uses + extra
-        rows = uses.nonzero().squeeze(1)
+    def begin_step(self, index):
+        """Rows the batch used (`index`: every use) and their use counts.
+
+        Also counts the step, for Adam's bias correction.
+        """
+        uses = torch.bincount(index, minlength=self.table.shape[0]).to(self.table.dtype)
+        rows = (uses > 0).nonzero().squeeze(1)
         self.steps += 1
         return rows, uses
 
@@ -237,26 +232,32 @@ class RowAdam:
         if self.weight_decay:
             counts = uses.index_select(0, rows).unsqueeze(1)
             grad.addcmul_(weights, counts, value=2.0 * self.weight_decay / batch_size)
-        for acc_uses in self.uses:
-            acc_uses.index_fill_(0, rows, 0.0)
         if self.frozen:
             grad[:, self.frozen] = 0.0
-        exp_avg = (
-            self.exp_avg.index_select(0, rows).mul_(self.beta1).add_(grad, alpha=1 - self.beta1)
-        )
-        exp_avg_sq = self.exp_avg_sq.index_select(0, rows).mul_(self.beta2)
-        exp_avg_sq.addcmul_(grad, grad, value=1 - self.beta2)
+        exp_avg = self.exp_avg.index_select(0, rows)
+        exp_avg_sq = self.exp_avg_sq.index_select(0, rows)
+        if _FUSED_ADAM is not None and weights.device.type in ("cpu", "cuda"):
+            # One vectorised pass over the gathered rows instead of eight.
+            step = torch.tensor(float(self.steps), device=weights.device)
+            _FUSED_ADAM(
+                [weights], [grad], [exp_avg], [exp_avg_sq], [], [step],
+                lr=lr, beta1=self.beta1, beta2=self.beta2, weight_decay=0.0,
+                eps=self.eps, amsgrad=False, maximize=False,
+            )  # fmt: skip
+        else:
+            exp_avg.lerp_(grad, 1 - self.beta1)
+            exp_avg_sq.mul_(self.beta2).addcmul_(grad, grad, value=1 - self.beta2)
+            correction1 = 1 - self.beta1**self.steps
+            correction2 = 1 - self.beta2**self.steps
+            denom = (exp_avg_sq / correction2).sqrt_().add_(self.eps)
+            weights.addcdiv_(exp_avg, denom, value=-lr / correction1)
         self.exp_avg.index_copy_(0, rows, exp_avg)
         self.exp_avg_sq.index_copy_(0, rows, exp_avg_sq)
-        correction1 = 1 - self.beta1**self.steps
-        correction2 = 1 - self.beta2**self.steps
-        denom = exp_avg_sq.div_(correction2).sqrt_().add_(self.eps)
-        weights.addcdiv_(exp_avg, denom, value=-lr / correction1)
         self.table.index_copy_(0, rows, weights)
 
-    def step(self, lr, batch_size):
-        """Apply one update to all touched rows and reset the accumulators."""
-        rows, uses = self.begin_step()
+    def step(self, index, lr, batch_size):
+        """Update the rows the batch used (`index`: every use) and reset the accumulators."""
+        rows, uses = self.begin_step(index)
         self.update(rows, uses, lr, batch_size)
 
 
@@ -360,11 +361,12 @@ class DotStep:
             sse = part if sse is None else sse + part
         return sse
 
-    def apply(self, lr, batch):
-        """Update the rows the accumulated batch touched."""
+    def apply(self, user, movie, lr):
+        """Update the rows of the accumulated batch (`user`, `movie`: its indices)."""
+        batch = user.shape[0]
         jobs = [[] for _ in range(self.workers)]
-        for opt in (self.user_opt, self.movie_opt):
-            rows, uses = opt.begin_step()
+        for opt, index in ((self.user_opt, user), (self.movie_opt, movie)):
+            rows, uses = opt.begin_step(index)
             for w, part in enumerate(rows.tensor_split(self.workers)):
                 jobs[w].append((opt, part, uses, lr, batch))
         self._run(self._update, jobs)
@@ -372,7 +374,7 @@ class DotStep:
     def train_batch(self, user, movie, rating, lr):
         """One optimizer step on a batch; returns the batch's summed squared error."""
         sse = self.accumulate(user, movie, rating)
-        self.apply(lr, rating.shape[0])
+        self.apply(user, movie, lr)
         return sse
 
     @torch.no_grad()
@@ -435,12 +437,11 @@ class AutogradStep:
         with torch.no_grad():
             for emb, opt in zip(self.embeddings, self.row_opts, strict=True):
                 grad = emb.weight.grad
-                if grad.is_sparse:
-                    opt.accumulate(grad._indices()[0], grad._values())
-                else:  # an embedding used outside F.embedding(sparse=True)
-                    rows = grad.abs().sum(1).nonzero().squeeze(1)
-                    opt.accumulate(rows, grad.index_select(0, rows))
-                opt.step(lr, batch)
+                if not grad.is_sparse:
+                    raise RuntimeError(f"{emb} produced a dense gradient; expected sparse=True")
+                index = grad._indices()[0]
+                opt.accumulate(index, grad._values())
+                opt.step(index, lr, batch)
             if self.dense_opt is not None:
                 for group in self.dense_opt.param_groups:
                     group["lr"] = lr

@@ -1,0 +1,225 @@
+"""The networks: shapes, gradients, seeding, dropout, weight transfer, checkpoints."""
+
+import json
+
+import pytest
+import torch
+
+from movierec import checkpoint, models
+
+N_USERS, N_MOVIES = 13, 29
+
+SETTINGS = {
+    "mlp": {
+        "arch": "mlp",
+        "n_factors": 6,
+        "hidden": [10, 8, 4],
+        "dropouts": [0.5, 0.6, 0.7],
+        "y_range": [0.5, 5.5],
+        "seed": 3,
+    },
+    "dot": {"arch": "dot", "n_factors": 6, "y_range": [0.5, 5.5], "seed": 3},
+    "hybrid": {"arch": "hybrid", "n_factors": 6, "y_range": None, "seed": 3},
+}
+
+
+def batch(n=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    user = torch.randint(0, N_USERS, (n,), generator=g)
+    movie = torch.randint(0, N_MOVIES, (n,), generator=g)
+    rating = torch.randint(1, 11, (n,), generator=g).float() / 2
+    return user, movie, rating
+
+
+@pytest.mark.parametrize("arch", list(SETTINGS))
+def test_shapes_and_tables(arch):
+    model = models.build_model(SETTINGS[arch], N_USERS, N_MOVIES)
+    user, movie, _ = batch()
+    out = model(user, movie)
+    assert out.shape == (32,)
+    assert out.dtype == torch.float32
+    assert isinstance(model.user_emb, torch.nn.Embedding)
+    assert isinstance(model.movie_emb, torch.nn.Embedding)
+    assert model.user_emb.weight.shape == (N_USERS, 6)
+    assert model.movie_emb.weight.shape == (N_MOVIES, 6)
+    if arch == "mlp":
+        assert not hasattr(model, "user_bias")
+    else:
+        assert model.user_bias.weight.shape == (N_USERS, 1)
+        assert model.movie_bias.weight.shape == (N_MOVIES, 1)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "dot"])
+def test_y_range_bounds_predictions(arch):
+    model = models.build_model(SETTINGS[arch], N_USERS, N_MOVIES).eval()
+    with torch.no_grad():
+        model.user_emb.weight.mul_(1000)  # push scores far out
+        model.movie_emb.weight.mul_(1000)
+    out = model(*batch()[:2])
+    assert out.min() >= 0.5 and out.max() <= 5.5
+
+
+def test_unbounded_output_adds_offset():
+    model = models.build_model(SETTINGS["hybrid"], N_USERS, N_MOVIES).eval()
+    user, movie, _ = batch()
+    before = model(user, movie)
+    model.output.offset.fill_(3.5)
+    assert torch.allclose(model(user, movie), before + 3.5)
+
+
+def test_hybrid_has_both_heads_and_predicts_with_the_dot_head():
+    model = models.build_model(SETTINGS["hybrid"], N_USERS, N_MOVIES).eval()
+    user, movie, _ = batch()
+    dot, linear = model.heads(user, movie)
+    assert dot.shape == linear.shape == (32,)
+    assert torch.equal(model(user, movie), dot)
+    assert not torch.allclose(dot, linear)
+    expected = (model.user_emb(user) * model.movie_emb(movie)).sum(1)
+    expected += model.user_bias(user)[:, 0] + model.movie_bias(movie)[:, 0]
+    assert torch.allclose(dot, expected)
+
+
+@pytest.mark.parametrize("arch", list(SETTINGS))
+def test_gradients_reach_every_parameter_and_only_used_rows(arch):
+    model = models.build_model(SETTINGS[arch], N_USERS, N_MOVIES).train()
+    user, movie, rating = batch(16)
+    if arch == "hybrid":
+        dot, linear = model.heads(user, movie)
+        loss = (dot - rating).square().mean() + 0.2 * (linear - rating).square().mean()
+    else:
+        loss = (model(user, movie) - rating).square().mean()
+    loss.backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None, name
+        assert torch.isfinite(param.grad).all(), name
+        assert param.grad.abs().sum() > 0, name
+    used = torch.zeros(N_USERS, dtype=torch.bool)
+    used[user] = True
+    grad_rows = model.user_emb.weight.grad.abs().sum(1) > 0
+    assert not (grad_rows & ~used).any()  # unused rows get no gradient
+    if arch != "mlp":  # (dropout and ReLU can silence a used row of the mlp)
+        assert torch.equal(grad_rows, used)
+
+
+@pytest.mark.parametrize("arch", list(SETTINGS))
+def test_seed_decides_the_initial_weights(arch):
+    a = models.build_model(SETTINGS[arch], N_USERS, N_MOVIES)
+    b = models.build_model(SETTINGS[arch], N_USERS, N_MOVIES)
+    c = models.build_model({**SETTINGS[arch], "seed": 4}, N_USERS, N_MOVIES)
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key
+    assert not torch.equal(a.user_emb.weight, c.user_emb.weight)
+
+
+def test_notebook_mlp_architecture():
+    settings = {"arch": "mlp", "n_factors": 50, "hidden": [100, 100, 50]}
+    settings["dropouts"] = [0.5, 0.6, 0.7]
+    model = models.build_model(settings, 610, 9724)
+    linears = [m for m in model.layers if isinstance(m, torch.nn.Linear)]
+    assert [(lin.in_features, lin.out_features) for lin in linears] == [
+        (100, 100),
+        (100, 100),
+        (100, 50),
+        (50, 1),
+    ]
+    drops = [m.p for m in model.layers if isinstance(m, models.PooledDropout)]
+    assert drops == [0.5, 0.6, 0.7]
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"arch": "svd"}, "arch must be one of"),
+        ({"arch": "dot", "n_factors": 0}, "n_factors"),
+        ({"arch": "mlp", "hidden": [4, 4], "dropouts": [0.5]}, "one dropout per hidden layer"),
+        ({"arch": "mlp", "hidden": [4], "dropouts": [1.0]}, r"\[0, 1\)"),
+        ({"arch": "dot", "y_range": [5, 1]}, "high > low"),
+    ],
+)
+def test_bad_settings_are_clear_errors(settings, message):
+    with pytest.raises(ValueError, match=message):
+        models.build_model(settings, N_USERS, N_MOVIES)
+
+
+def test_pooled_dropout_matches_dropout_statistics():
+    drop = models.PooledDropout(0.6, width=50, pool_rows=4096)
+    x = torch.ones(20000, 50)
+    drop.eval()
+    assert torch.equal(drop(x), x)
+    drop.train()
+    exact = drop(x)  # no pool yet: exact F.dropout
+    assert abs((exact == 0).float().mean().item() - 0.6) < 0.01
+    drop.refresh(torch.Generator().manual_seed(0))
+    out = drop(x)
+    zero = (out == 0).float().mean().item()
+    assert abs(zero - 0.6) < 0.01
+    assert abs(out.mean().item() - 1.0) < 0.02  # inverted dropout keeps the mean
+    assert torch.unique(out).tolist() == pytest.approx([0.0, 1 / 0.4])
+    # Rows of the batch draw different masks, and a new pool gives new masks.
+    assert not torch.equal(out[0], out[1]) or not torch.equal(out[1], out[2])
+    first_pool = drop.pool.clone()
+    drop.refresh(torch.Generator().manual_seed(1))
+    assert not torch.equal(first_pool, drop.pool)
+
+
+def test_transfer_copies_embeddings_and_biases():
+    hybrid = models.build_model(SETTINGS["hybrid"], N_USERS, N_MOVIES)
+    with torch.no_grad():
+        hybrid.user_bias.weight.normal_()
+        hybrid.movie_bias.weight.normal_()
+    dot = models.build_model({**SETTINGS["dot"], "seed": 9}, N_USERS, N_MOVIES)
+    copied = models.transfer_embeddings(hybrid, dot)
+    assert copied == ["user_emb", "movie_emb", "user_bias", "movie_bias"]
+    for name in copied:
+        assert torch.equal(getattr(dot, name).weight, getattr(hybrid, name).weight)
+
+
+def test_transfer_from_mlp_keeps_zero_biases():
+    mlp = models.build_model(SETTINGS["mlp"], N_USERS, N_MOVIES)
+    dot = models.build_model(SETTINGS["dot"], N_USERS, N_MOVIES)
+    assert models.transfer_embeddings(mlp, dot) == ["user_emb", "movie_emb"]
+    assert torch.equal(dot.movie_emb.weight, mlp.movie_emb.weight)
+    assert dot.movie_bias.weight.abs().sum() == 0
+
+
+def test_transfer_refuses_other_shapes():
+    mlp = models.build_model({**SETTINGS["mlp"], "n_factors": 4}, N_USERS, N_MOVIES)
+    dot = models.build_model(SETTINGS["dot"], N_USERS, N_MOVIES)
+    with pytest.raises(ValueError, match="same n_factors"):
+        models.transfer_embeddings(mlp, dot)
+
+
+@pytest.mark.parametrize("arch", list(SETTINGS))
+def test_checkpoint_round_trip(tmp_path, arch):
+    model = models.build_model(SETTINGS[arch], N_USERS, N_MOVIES).eval()
+    with torch.no_grad():
+        model.user_emb.weight.add_(1.0)  # differ from a fresh build
+    meta = {
+        "arch": arch,
+        "settings": SETTINGS[arch],
+        "n_users": N_USERS,
+        "n_movies": N_MOVIES,
+        "users": "results/x/data/users.parquet",
+    }
+    checkpoint.save_model(model, meta, tmp_path / "model.pt", tmp_path / "model.json")
+    # model.pt is a plain state_dict: loads without unpickling code.
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert set(state) == set(model.state_dict())
+    loaded, loaded_meta = checkpoint.load_model(tmp_path / "model.pt")
+    assert loaded_meta == json.loads((tmp_path / "model.json").read_text())
+    assert not loaded.training
+    user, movie, _ = batch()
+    with torch.no_grad():
+        assert torch.equal(loaded(user, movie), model(user, movie))
+
+
+def test_load_model_needs_its_json(tmp_path):
+    model = models.build_model(SETTINGS["dot"], N_USERS, N_MOVIES)
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    with pytest.raises(ValueError, match="model.json: missing"):
+        checkpoint.load_model(tmp_path / "model.pt")
+    meta = {"arch": "dot", "settings": {**SETTINGS["dot"], "n_factors": 7}}
+    meta.update(n_users=N_USERS, n_movies=N_MOVIES)
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="do not fit"):
+        checkpoint.load_model(tmp_path / "model.pt")
