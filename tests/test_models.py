@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-
 from movierec import checkpoint, models
 
 N_USERS, N_MOVIES = 13, 29

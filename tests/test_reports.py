@@ -471,3 +471,12 @@ def test_summarize_models_rejects_broken_metrics_without_output(tmp_path):
             {"dot": path}, baselines, {}, tmp_path / "s.md", tmp_path / "m.csv", "toy", {}, {}
         )
     assert not (tmp_path / "s.md").exists() and not (tmp_path / "m.csv").exists()
+
+
+def test_figures_are_byte_for_byte_reproducible(tmp_path):
+    metrics = {"dot": fake_metrics([(1e-2, 4)], 1)}
+    for run in ("a", "b"):
+        fig = plots.comparison_figure(metrics, BASELINES, "toy")
+        plots.save_figure(fig, tmp_path / f"{run}.png", tmp_path / f"{run}.svg")
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    assert (tmp_path / "a.svg").read_bytes() == (tmp_path / "b.svg").read_bytes()

@@ -8,15 +8,15 @@ rule compute_baselines:
         code=library("baselines.py"),
     output:
         baselines="results/{dataset}/models/baselines.json",
-    params:
-        settings=config["baselines"],
-        rating_scale=lambda wildcards: dataset_entry(wildcards.dataset)["rating_scale"],
     log:
         "results/{dataset}/logs/compute_baselines.log",
     benchmark:
         "results/benchmarks/{dataset}/compute_baselines.tsv"
     conda:
         "../../envs/train.yaml"
+    params:
+        settings=config["baselines"],
+        rating_scale=lambda wildcards: dataset_entry(wildcards.dataset)["rating_scale"],
     script:
         "../scripts/compute_baselines.py"
 
@@ -32,16 +32,16 @@ rule pretrain_model:
         model="results/{dataset}/models/{model}/pretrain/model.pt",
         meta="results/{dataset}/models/{model}/pretrain/model.json",
         metrics="results/{dataset}/models/{model}/pretrain/metrics.json",
-    params:
-        settings=lambda wildcards: pretrain_settings(wildcards.model),
-        rating_scale=lambda wildcards: dataset_entry(wildcards.dataset)["rating_scale"],
-    threads: 2
     log:
         "results/{dataset}/logs/pretrain_model/{model}.log",
     benchmark:
         "results/benchmarks/{dataset}/pretrain_model/{model}.tsv"
     conda:
         "../../envs/train.yaml"
+    threads: 2
+    params:
+        settings=lambda wildcards: pretrain_settings(wildcards.model),
+        rating_scale=lambda wildcards: dataset_entry(wildcards.dataset)["rating_scale"],
     script:
         "../scripts/pretrain_model.py"
 
@@ -58,15 +58,15 @@ rule train_model:
         model="results/{dataset}/models/{model}/model.pt",
         meta="results/{dataset}/models/{model}/model.json",
         metrics="results/{dataset}/models/{model}/metrics.json",
-    params:
-        settings=lambda wildcards: model_settings(wildcards.model),
-        rating_scale=lambda wildcards: dataset_entry(wildcards.dataset)["rating_scale"],
-    threads: 2
     log:
         "results/{dataset}/logs/train_model/{model}.log",
     benchmark:
         "results/benchmarks/{dataset}/train_model/{model}.tsv"
     conda:
         "../../envs/train.yaml"
+    threads: 2
+    params:
+        settings=lambda wildcards: model_settings(wildcards.model),
+        rating_scale=lambda wildcards: dataset_entry(wildcards.dataset)["rating_scale"],
     script:
         "../scripts/train_model.py"

@@ -19,8 +19,10 @@ offset by the ``offset`` buffer (training sets it to the mean training rating,
 so an unbounded model starts at the mean instead of at 0).
 """
 
+import contextlib
 import copy
 import logging
+import threading
 
 import torch
 from torch import nn
@@ -63,6 +65,22 @@ class OutputScale(nn.Module):
             return score + self.offset
         low, high = self.y_range
         return torch.sigmoid(score) * (high - low) + low
+
+
+#: Per-thread override of the generator that picks dropout masks (see
+#: `dropout_generator`); training threads that share a module each use their own.
+_THREAD_RNG = threading.local()
+
+
+@contextlib.contextmanager
+def dropout_generator(generator):
+    """Within this block, `PooledDropout` in this thread picks masks with `generator`."""
+    previous = getattr(_THREAD_RNG, "generator", None)
+    _THREAD_RNG.generator = generator
+    try:
+        yield
+    finally:
+        _THREAD_RNG.generator = previous
 
 
 class PooledDropout(nn.Module):
@@ -115,8 +133,9 @@ class PooledDropout(nn.Module):
             return x
         if self.pool is None:
             return nn.functional.dropout(x, self.p, True)
+        generator = getattr(_THREAD_RNG, "generator", None) or self.generator
         rows = torch.randint(
-            self.pool_rows, (x.shape[0],), generator=self.generator, device=self.pool.device
+            self.pool_rows, (x.shape[0],), generator=generator, device=self.pool.device
         )
         return x * self.pool.index_select(0, rows)
 

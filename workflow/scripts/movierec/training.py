@@ -219,21 +219,33 @@ class RowAdam:
         return rows, uses
 
     @torch.no_grad()
-    def update(self, rows, uses, lr, batch_size):
-        """Update `rows` (a subset of `begin_step`'s; disjoint subsets may run in parallel)."""
-        if rows.numel() == 0:
-            return
+    def gradient(self, rows, uses, batch_size, weights=None):
+        """The full gradient of `rows`: summed accumulators plus the per-use L2.
+
+        Resets the accumulators of those rows; frozen columns get 0.
+        `weights` (the rows' current values) saves a gather if already at hand.
+        """
         grad = self.grads[0].index_select(0, rows)
         self.grads[0].index_fill_(0, rows, 0.0)
         for extra in self.grads[1:]:
             grad += extra.index_select(0, rows)
             extra.index_fill_(0, rows, 0.0)
-        weights = self.table.index_select(0, rows)
         if self.weight_decay:
             counts = uses.index_select(0, rows).unsqueeze(1)
+            if weights is None:
+                weights = self.table.index_select(0, rows)
             grad.addcmul_(weights, counts, value=2.0 * self.weight_decay / batch_size)
         if self.frozen:
             grad[:, self.frozen] = 0.0
+        return grad
+
+    @torch.no_grad()
+    def update(self, rows, uses, lr, batch_size):
+        """Update `rows` (a subset of `begin_step`'s; disjoint subsets may run in parallel)."""
+        if rows.numel() == 0:
+            return
+        weights = self.table.index_select(0, rows)
+        grad = self.gradient(rows, uses, batch_size, weights)
         exp_avg = self.exp_avg.index_select(0, rows)
         exp_avg_sq = self.exp_avg_sq.index_select(0, rows)
         if _FUSED_ADAM is not None and weights.device.type in ("cpu", "cuda"):
@@ -262,15 +274,18 @@ class RowAdam:
 
 
 class DotStep:
-    """Fused training step of a `models.DotModel` (hand-written gradient).
+    """Fused training step of a `models.DotModel` or `models.HybridModel`.
 
-    The model's tables are packed as ``U = [user_emb | user_bias | 1]`` and
-    ``M = [movie_emb | 1 | movie_bias]`` so that one row dot product is the
-    whole score ``u . m + b_u + b_m``; the constant columns are frozen. The
-    loss is the batch MSE of the (scaled) prediction; its gradient with
-    respect to the score is ``g = 2 (pred - r) dpred/dscore / B``, and the
-    rows' gradients are ``g * M[m]`` and ``g * U[u]``. `sync` writes the
-    packed tables back into the module.
+    The gradient is written out by hand: the model's tables are packed as
+    ``U = [user_emb | user_bias | 1]`` and ``M = [movie_emb | 1 | movie_bias]``
+    so that one row dot product is the whole score ``u . m + b_u + b_m``; the
+    constant columns are frozen. For the loss ``MSE(pred)`` the gradient with
+    respect to the score is ``g = 2 (pred - r) dpred/dscore / B`` and the
+    rows' gradients are ``g * M[m]`` and ``g * U[u]``. A hybrid adds its
+    linear head ``l = u . w_u + m . w_m + c`` (loss weights ``w_dot``,
+    ``w_linear``): rows get ``g_l * w_u`` (``w_m``) more, and the head's own
+    gradient is ``sum g_l * u`` (``m``, 1), fed to Adam. A test checks both
+    against autograd. `sync` writes the packed tables back into the module.
 
     On CPU a batch is cut into cache-sized chunks, dealt round-robin to
     `workers` Python threads (PyTorch releases the GIL inside each
@@ -283,9 +298,7 @@ class DotStep:
     same on every run with the same number of workers.
     """
 
-    name = "fused-dot"
-
-    def __init__(self, model, weight_decay, chunk, workers=1):
+    def __init__(self, model, weight_decay, chunk, workers=1, loss_weights=None):
         self.model = model
         self.chunk = int(chunk)
         self.workers = max(1, int(workers))
@@ -300,6 +313,19 @@ class DotStep:
         self.movie_opt = RowAdam(self.movies, weight_decay, [f], self.workers)
         self.y_range = model.output.y_range
         self.offset = model.output.offset
+        self.linear = getattr(model, "linear", None)
+        self.name = "fused-dot" if self.linear is None else "fused-hybrid"
+        if self.linear is not None:
+            weights = loss_weights or {}
+            self.w_linear = float(weights.get("linear", 0.2))
+            self.w_dot = float(weights.get("dot", 1.0))
+            fused = self.users.device.type in ("cpu", "cuda")
+            self.linear_opt = torch.optim.Adam(self.linear.parameters(), lr=1e-3, fused=fused)
+            # Per worker: gradient of [w_u (padded to the packed width) | w_m | c].
+            self.linear_grads = [self.users.new_zeros(2, f + 2) for _ in range(self.workers)]
+            self.linear_bias_grads = [self.users.new_zeros(()) for _ in range(self.workers)]
+        else:
+            self.w_dot = 1.0
         self._pool = None
         self._threads = None
         if self.workers > 1:
@@ -315,31 +341,42 @@ class DotStep:
         first = fn(0, jobs[0])
         return [first] + [f.result() for f in futures]
 
+    def _score_grad(self, score, r, scale):
+        """Error of the scaled score, and ``scale * err * dpred/dscore`` (in place)."""
+        if self.y_range is None:
+            err = score.add_(self.offset).sub_(r)
+            return err, err * scale
+        low, high = self.y_range
+        sig = score.sigmoid_()
+        err = sig * (high - low)
+        err.add_(low).sub_(r)
+        # d pred / d score = (high - low) * sig * (1 - sig)
+        return err, sig.sub_(sig * sig).mul_(err).mul_(scale * (high - low))
+
     @torch.no_grad()
     def _chunks(self, worker, job):
-        user, movie, rating, starts, batch = job
+        user, movie, rating, starts, batch, head = job
         sse = torch.zeros((), device=rating.device)
         for start in starts:
             stop = min(start + self.chunk, user.shape[0])
             u, m, r = user[start:stop], movie[start:stop], rating[start:stop]
             ue = self.users.index_select(0, u)
             me = self.movies.index_select(0, m)
-            score = (ue * me).sum(1)
-            if self.y_range is None:
-                err = score.add_(self.offset).sub_(r)
-                sse += torch.dot(err, err)
-                grad = err.mul_(2.0 / batch)
-            else:
-                low, high = self.y_range
-                sig = score.sigmoid_()
-                err = sig * (high - low)
-                err.add_(low).sub_(r)
-                sse += torch.dot(err, err)
-                # d pred / d score = (high - low) * sig * (1 - sig)
-                grad = sig.sub_(sig * sig).mul_(err).mul_(2.0 * (high - low) / batch)
+            err, grad = self._score_grad((ue * me).sum(1), r, 2.0 * self.w_dot / batch)
+            sse += torch.dot(err, err)
             grad = grad.unsqueeze(1)
-            movie_grad = ue.mul_(grad)
-            user_grad = me.mul_(grad)
+            if head is None:
+                movie_grad = ue.mul_(grad)
+                user_grad = me.mul_(grad)
+            else:
+                w_user, w_movie, bias = head
+                linear = torch.mv(ue, w_user).add_(torch.mv(me, w_movie)).add_(bias)
+                _, lin_grad = self._score_grad(linear, r, 2.0 * self.w_linear / batch)
+                self.linear_grads[worker][0].add_(torch.mv(ue.t(), lin_grad))
+                self.linear_grads[worker][1].add_(torch.mv(me.t(), lin_grad))
+                self.linear_bias_grads[worker].add_(lin_grad.sum())
+                movie_grad = ue.mul_(grad).addr_(lin_grad, w_movie)
+                user_grad = me.mul_(grad).addr_(lin_grad, w_user)
             self.user_opt.accumulate(u, user_grad, worker)
             self.movie_opt.accumulate(m, movie_grad, worker)
         return sse
@@ -349,12 +386,26 @@ class DotStep:
         for opt, rows, uses, lr, batch in job:
             opt.update(rows, uses, lr, batch)
 
+    def _head(self):
+        """The linear head's weights padded to the packed widths (w_u, w_m, c)."""
+        if self.linear is None:
+            return None
+        f = self.n_factors
+        weight = self.linear.weight.detach()[0]
+        w_user = self.users.new_zeros(f + 2)
+        w_movie = self.users.new_zeros(f + 2)
+        w_user[:f] = weight[:f]
+        w_movie[:f] = weight[f:]
+        return w_user, w_movie, self.linear.bias.detach()[0]
+
     def accumulate(self, user, movie, rating):
         """Sum the batch's per-row gradients; returns its summed squared error."""
         batch = rating.shape[0]
         starts = list(range(0, batch, self.chunk))
+        head = self._head()
         jobs = [
-            (user, movie, rating, starts[w :: self.workers], batch) for w in range(self.workers)
+            (user, movie, rating, starts[w :: self.workers], batch, head)
+            for w in range(self.workers)
         ]
         sse = None
         for part in self._run(self._chunks, jobs):
@@ -370,6 +421,21 @@ class DotStep:
             for w, part in enumerate(rows.tensor_split(self.workers)):
                 jobs[w].append((opt, part, uses, lr, batch))
         self._run(self._update, jobs)
+        if self.linear is not None:
+            f = self.n_factors
+            grads = self.linear_grads[0].clone()
+            bias = self.linear_bias_grads[0].clone()
+            for w in range(self.workers):
+                if w:
+                    grads += self.linear_grads[w]
+                    bias += self.linear_bias_grads[w]
+                self.linear_grads[w].zero_()
+                self.linear_bias_grads[w].zero_()
+            self.linear.weight.grad = torch.cat([grads[0, :f], grads[1, :f]]).unsqueeze(0)
+            self.linear.bias.grad = bias.reshape(1)
+            for group in self.linear_opt.param_groups:
+                group["lr"] = lr
+            self.linear_opt.step()
 
     def train_batch(self, user, movie, rating, lr):
         """One optimizer step on a batch; returns the batch's summed squared error."""
@@ -387,6 +453,9 @@ class DotStep:
 
     def finish(self):
         self.sync()
+        if self.linear is not None:
+            self.linear.weight.grad = None
+            self.linear.bias.grad = None
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
@@ -400,53 +469,113 @@ class AutogradStep:
     to one `RowAdam` each; all other parameters (dense layers) go to a fused
     `torch.optim.Adam` without weight decay (dropout regularises the MLP).
     A hybrid model's loss is ``w_linear * MSE(linear) + w_dot * MSE(dot)``.
+
+    With ``workers > 1`` (CPU) each batch is split into that many contiguous
+    parts whose forward and backward passes run in parallel Python threads
+    with one intra-op thread each (`torch.autograd.grad`, so nothing is
+    accumulated concurrently); their gradients are summed in part order and
+    each part draws dropout masks from its own generator, so results do not
+    depend on thread timing. Like `DotStep`'s workers, this avoids an OpenMP
+    barrier per small operation.
     """
 
     name = "autograd"
 
-    def __init__(self, model, weight_decay, loss_weights=None):
+    def __init__(self, model, weight_decay, loss_weights=None, workers=1, seed=0):
         self.model = model
         self.embeddings = [m for m in model.modules() if isinstance(m, torch.nn.Embedding)]
         for emb in self.embeddings:
             emb.sparse = True
         self.row_opts = [RowAdam(emb.weight.data, weight_decay) for emb in self.embeddings]
         emb_params = {id(emb.weight) for emb in self.embeddings}
-        dense = [p for p in model.parameters() if id(p) not in emb_params]
-        fused = dense[0].device.type in ("cpu", "cuda") if dense else False
-        self.dense_opt = torch.optim.Adam(dense, lr=1e-3, fused=fused) if dense else None
+        self.dense = [p for p in model.parameters() if id(p) not in emb_params]
+        fused = self.dense[0].device.type in ("cpu", "cuda") if self.dense else False
+        self.dense_opt = torch.optim.Adam(self.dense, lr=1e-3, fused=fused) if self.dense else None
+        self.params = [emb.weight for emb in self.embeddings] + self.dense
         self.hybrid = isinstance(model, models.HybridModel)
         weights = loss_weights or {}
         self.w_linear = float(weights.get("linear", 0.2))
         self.w_dot = float(weights.get("dot", 1.0))
+        self.workers = max(1, int(workers))
+        self._pool = None
+        if self.workers > 1:
+            device = self.params[0].device
+            self.generators = [
+                torch.Generator(device=device).manual_seed(seed * 1_000_003 + w)
+                for w in range(self.workers)
+            ]
+            self._pool = ThreadPoolExecutor(self.workers - 1, thread_name_prefix="autograd")
+            self._threads = torch.get_num_threads()
+            torch.set_num_threads(1)
 
-    def train_batch(self, user, movie, rating, lr):
-        batch = rating.shape[0]
-        if self.dense_opt is not None:
-            self.dense_opt.zero_grad(set_to_none=True)
-        for emb in self.embeddings:
-            emb.weight.grad = None
+    def _loss_and_error(self, user, movie, rating, batch):
+        """Loss of a part of a batch (its share of the batch mean) and its dot-head error."""
         if self.hybrid:
             dot, linear = self.model.heads(user, movie)
             err = dot - rating
-            lin_mse = (linear - rating).square().mean()
-            loss = self.w_dot * err.square().mean() + self.w_linear * lin_mse
+            lin_sq = (linear - rating).square().sum()
+            loss = (self.w_dot * err.square().sum() + self.w_linear * lin_sq) / batch
         else:
             err = self.model(user, movie) - rating
-            loss = err.square().mean()
-        loss.backward()
+            loss = err.square().sum() / batch
+        return loss, err.detach()
+
+    def _grads(self, loss):
+        """Gradients for `self.params`; an embedding's as (index, rows) of its uses."""
+        grads = list(torch.autograd.grad(loss, self.params))
+        for i in range(len(self.embeddings)):
+            if not grads[i].is_sparse:
+                raise RuntimeError("an embedding produced a dense gradient; expected sparse")
+            grads[i] = (grads[i]._indices()[0], grads[i]._values())
+        return grads
+
+    def _part(self, worker, job):
+        user, movie, rating, batch = job
+        with models.dropout_generator(self.generators[worker]):
+            loss, err = self._loss_and_error(user, movie, rating, batch)
+        return self._grads(loss), torch.dot(err, err)
+
+    def _gradients(self, user, movie, rating):
+        """Gradients of the batch loss for `self.params`, and the summed squared error."""
+        batch = rating.shape[0]
+        if self.workers == 1:
+            loss, err = self._loss_and_error(user, movie, rating, batch)
+            return self._grads(loss), torch.dot(err, err)
+        splits = (t.tensor_split(self.workers) for t in (user, movie, rating))
+        jobs = [(*part, batch) for part in zip(*splits, strict=True)]
+        futures = [self._pool.submit(self._part, w, job) for w, job in enumerate(jobs) if w > 0]
+        results = [self._part(0, jobs[0])] + [f.result() for f in futures]
+        grads = []
+        for i in range(len(self.params)):
+            per_part = [r[0][i] for r in results]
+            if i < len(self.embeddings):  # the uses, concatenated in part order
+                index = torch.cat([g[0] for g in per_part])
+                values = torch.cat([g[1] for g in per_part])
+                grads.append((index, values))
+            else:
+                total = per_part[0].clone()
+                for g in per_part[1:]:
+                    total += g
+                grads.append(total)
+        sse = results[0][1]
+        for r in results[1:]:
+            sse = sse + r[1]
+        return grads, sse
+
+    def train_batch(self, user, movie, rating, lr):
+        batch = rating.shape[0]
+        grads, sse = self._gradients(user, movie, rating)
         with torch.no_grad():
-            for emb, opt in zip(self.embeddings, self.row_opts, strict=True):
-                grad = emb.weight.grad
-                if not grad.is_sparse:
-                    raise RuntimeError(f"{emb} produced a dense gradient; expected sparse=True")
-                index = grad._indices()[0]
-                opt.accumulate(index, grad._values())
+            for (index, values), opt in zip(grads, self.row_opts, strict=False):
+                opt.accumulate(index, values)
                 opt.step(index, lr, batch)
             if self.dense_opt is not None:
+                for param, grad in zip(self.dense, grads[len(self.embeddings) :], strict=True):
+                    param.grad = grad
                 for group in self.dense_opt.param_groups:
                     group["lr"] = lr
                 self.dense_opt.step()
-            return torch.dot(err.detach(), err.detach())
+        return sse
 
     def sync(self):
         pass
@@ -454,7 +583,12 @@ class AutogradStep:
     def finish(self):
         for emb in self.embeddings:
             emb.sparse = False
-            emb.weight.grad = None
+        for param in self.params:
+            param.grad = None
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+            torch.set_num_threads(self._threads)
 
 
 @torch.no_grad()
@@ -580,7 +714,8 @@ def fit(
         Stop after this many optimizer steps (benchmarks); the last epoch is
         then partial and is validated and recorded like the others.
     fused : bool
-        Use the fused step for dot models (False: autograd, for comparison).
+        Use the fused step for dot and hybrid models (False: autograd, for
+        comparison; the mlp always uses autograd).
     progress_every_s : float
         Seconds between progress lines within a long epoch.
 
@@ -608,13 +743,15 @@ def fit(
     if model.output.y_range is None and float(model.output.offset) == 0.0:
         # Data-dependent init of an unbounded model: start at the mean rating.
         model.output.offset.fill_(float(train.rating.double().mean()))
-    if fused and isinstance(model, models.DotModel):
+    if fused and isinstance(model, models.DotModel | models.HybridModel):
         if device.type == "cpu":
-            engine = DotStep(model, weight_decay, CPU_CHUNK, workers=torch.get_num_threads())
+            workers = torch.get_num_threads()
+            engine = DotStep(model, weight_decay, CPU_CHUNK, workers, loss_weights)
         else:
-            engine = DotStep(model, weight_decay, batch_size)
+            engine = DotStep(model, weight_decay, batch_size, 1, loss_weights)
     else:
-        engine = AutogradStep(model, weight_decay, loss_weights)
+        workers = torch.get_num_threads() if device.type == "cpu" else 1
+        engine = AutogradStep(model, weight_decay, loss_weights, workers, int(seed))
     dropouts = [m for m in model.modules() if isinstance(m, models.PooledDropout)]
     generator = torch.Generator(device=device).manual_seed(int(seed))
     hybrid = isinstance(model, models.HybridModel)

@@ -2,9 +2,10 @@
 
 Every figure is saved as PNG (to look at) and SVG (to zoom and to put in a
 paper), atomically. Labels on scatter plots are placed by `place_labels`, a
-small deterministic placer: for each point, in order of importance, it tries
-positions around the point at growing distances and takes the first whose
-text box overlaps no placed label, no other point and stays inside the axes.
+small deterministic placer: for each point, in order of importance, it scores
+candidate positions around the point (16 directions, growing distances) and
+keeps the best: no overlap with a placed label, another point or the axes
+edge first, then as few leader-line crossings as possible, then the closest.
 That is enough for the 50 labels of the PCA figure without a new dependency
 (adjustText would do it iteratively, with more tuning and less determinism).
 """
@@ -25,7 +26,6 @@ from movierec.reports.inputs import ratings_per_second, training_seconds
 
 log = logging.getLogger(__name__)
 
-matplotlib.rcParams["svg.hashsalt"] = "movierec"  # stable ids: same data, same SVG
 PNG_DPI = 150
 ARTICLE = re.compile(r"^(?P<name>.+), (?P<article>The|A|An) (?P<year>\(\d{4}\))$")
 
@@ -41,7 +41,8 @@ def save_figure(fig, png_path, svg_path):
     """Write `fig` as PNG and SVG, each atomically, without timestamps in the files."""
     with atomic_path(png_path) as tmp:
         fig.savefig(tmp, format="png", dpi=PNG_DPI, metadata={"Software": None})
-    with atomic_path(svg_path) as tmp:
+    # A fixed hash salt gives stable element ids: same data, same SVG bytes.
+    with atomic_path(svg_path) as tmp, matplotlib.rc_context({"svg.hashsalt": "movierec"}):
         fig.savefig(tmp, format="svg", metadata={"Date": None})
 
 
@@ -55,24 +56,8 @@ def display_title(title, width=32):
 
 
 # Directions tried around a point (right first: text reads left to right), and distances.
-_ANGLES = [
-    0,
-    45,
-    -45,
-    90,
-    -90,
-    180,
-    135,
-    -135,
-    22.5,
-    -22.5,
-    157.5,
-    -157.5,
-    67.5,
-    -67.5,
-    112.5,
-    -112.5,
-]
+_ANGLES = (0, 45, -45, 90, -90, 180, 135, -135)
+_ANGLES += (22.5, -22.5, 157.5, -157.5, 67.5, -67.5, 112.5, -112.5)
 _DIRECTIONS = [(math.cos(math.radians(a)), math.sin(math.radians(a))) for a in _ANGLES]
 _RADII_PT = [3, 8, 14, 21, 29, 38, 48, 60, 74]
 LEADER_PT = 8  # labels further than this from their point get a leader line
