@@ -46,8 +46,9 @@ def training_state(log_text):
     between writing them and that record.
     """
     models = {}
-    for block in re.split(r"\n(?=rule \w+:\n)", log_text):
-        if block.startswith("rule train_model:"):
+    # Local jobs print as "localrule <name>:", cluster jobs as "rule <name>:".
+    for block in re.split(r"\n(?=(?:local)?rule \w+:\n)", log_text):
+        if re.match(r"(?:local)?rule train_model:\n", block):
             jobid = re.search(r"^\s+jobid: (\d+)$", block, re.M)
             model = re.search(r"^\s+wildcards: .*\bmodel=([^,\s]+)", block, re.M)
             if jobid and model:
@@ -94,7 +95,7 @@ def test_sigkill_during_training_then_resume(project, tmp_path):
     assert any(p.endswith("split/train.parquet") for p in data_files), sorted(before)
     # Resume the way a user would: plain rerun; add --unlock / --rerun-incomplete only if
     # Snakemake asks for it.
-    runs = []
+    runs, steps = [], []
     args = []
     for _ in range(3):
         resumed = subprocess.run(
@@ -105,14 +106,16 @@ def test_sigkill_during_training_then_resume(project, tmp_path):
         if resumed.returncode == 0:
             break
         if "cannot be locked" in out or "LockException" in out:
+            steps.append("--unlock")
             subprocess.run(command("--unlock"), cwd=project, capture_output=True, timeout=300)
         elif "--rerun-incomplete" in out or "incomplete" in out.lower():
+            steps.append("--rerun-incomplete")
             args = ["--rerun-incomplete"]
         else:
             break
     args, rc, out = runs[-1]
     assert rc == 0, f"resume failed (args {args}):\n{out[-6000:]}"
-    print("resume needed:", [a for a, _, _ in runs])
+    print(f"resumed after {len(runs)} attempt(s); Snakemake asked for: {steps or 'nothing'}")
 
     # Nothing finished was redone: no data job ran, no finished model was retrained,
     # and their files kept their mtimes.

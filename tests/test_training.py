@@ -219,11 +219,12 @@ def test_worker_threads_are_deterministic(arch, monkeypatch):
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        _, a = small_fit(arch, train, val, batch_size=2000)
+        _, a = small_fit(arch, train, val, batch_size=2048)
         assert torch.get_num_threads() == 2  # restored after the workers
-        _, b = small_fit(arch, train, val, batch_size=2000)
+        assert a["engine"] != "autograd" or arch == "mlp"
+        _, b = small_fit(arch, train, val, batch_size=2048)
         torch.set_num_threads(1)
-        _, single = small_fit(arch, train, val, batch_size=2000)
+        _, single = small_fit(arch, train, val, batch_size=2048)
     finally:
         torch.set_num_threads(threads)
     assert without_timing(a) == without_timing(b)

@@ -1,5 +1,6 @@
 # Config validation and every helper function the rules use.
 import copy
+import os
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -73,8 +74,13 @@ def index_spec(wildcards):
 
 
 def library(*modules):
-    """Library modules as rule inputs, so editing one reruns the rules using it."""
-    return [workflow.source_path(f"../scripts/movierec/{m}") for m in modules]
+    """Library modules as rule inputs, so editing one reruns the rules using it.
+
+    Paths are relative to the working directory: Snakemake records input paths,
+    and absolute ones would make a moved or freshly cloned project look stale.
+    """
+    library_dir = os.path.join(workflow.basedir, "workflow", "scripts", "movierec")
+    return [os.path.relpath(os.path.join(library_dir, m)) for m in modules]
 
 
 MODEL_NAMES = list(config["models"])

@@ -20,7 +20,6 @@ so an unbounded model starts at the mean instead of at 0).
 """
 
 import contextlib
-import copy
 import logging
 import threading
 
@@ -34,9 +33,6 @@ ARCHS = ("mlp", "dot", "hybrid")
 #: Standard deviation of the normal initialisation of embedding rows (fastai's
 #: choice: small enough that the first predictions sit at the bias/offset).
 INIT_STD = 0.01
-
-#: Settings keys that only affect training, not the module (see training.fit).
-TRAINING_KEYS = ("batch_size", "phases", "weight_decay", "seed", "device", "pretrain")
 
 
 class OutputScale(nn.Module):
@@ -294,11 +290,6 @@ def build_model(settings, n_users, n_movies):
         dropouts=settings.get("dropouts", [0.5, 0.6, 0.7]),
         **common,
     )
-
-
-def model_settings(settings):
-    """The architecture part of a settings block (what `build_model` reads)."""
-    return {k: copy.deepcopy(v) for k, v in settings.items() if k not in TRAINING_KEYS}
 
 
 @torch.no_grad()

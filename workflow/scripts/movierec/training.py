@@ -16,13 +16,20 @@ Design, and why it is fast (issue 6 measures it against a `DataLoader` loop):
   it is trained, and rows a batch does not use are left alone, which is what
   sparse row-wise optimizers need (`weight_decay` in torch's optimizers would
   decay every row at every step, or none, with lazy Adam).
-* The dot model has a fused step (`DotStep`): the gradient of its few
-  arithmetic operations is written out by hand over packed tables
+* The dot and hybrid models have a fused step (`DotStep`): the gradient of
+  their few arithmetic operations is written out by hand over packed tables
   ``[embedding | bias | 1]``, so a step is a handful of large tensor
-  operations with no autograd graph, processed in cache-sized chunks. A test
-  checks it against autograd on `DotModel`. Other models use autograd
-  (`AutogradStep`) with sparse embedding gradients fed to the same `RowAdam`,
-  and fused Adam for their dense layers.
+  operations with no autograd graph, processed in cache-sized chunks. Tests
+  check it against autograd. The mlp uses autograd (`AutogradStep`) with
+  sparse embedding gradients fed to the same `RowAdam`, fused Adam for its
+  dense layers, and `models.PooledDropout` (CPU dropout's per-element random
+  draw costs more than the MLP's matrix products).
+* On CPU both steps use the rule's threads as Python worker threads over
+  parts of each batch, one intra-op thread each, instead of OpenMP inside
+  every small operation: that scales better, and degrades gracefully on a
+  busy machine. Work splits are static and partial sums are added in a fixed
+  order, so a run is reproducible for a given thread count (another count
+  changes only the rounding, and the mlp's dropout draws).
 
 Validation runs every epoch in large batches without gradients, with
 predictions clipped to the rating scale; the state of the best epoch (lowest
@@ -45,19 +52,22 @@ from movierec import models
 
 log = logging.getLogger(__name__)
 
-#: Rows per chunk of a fused dot step on CPU: keeps each chunk's temporaries
-#: (chunk x (n_factors + 2) floats) in the core's L2 cache. The gradient is
-#: summed over the chunks of a batch before the update, so this changes speed,
-#: not results.
-CPU_CHUNK = 4096
+#: Ratings per chunk of a fused step on CPU: keeps a chunk's temporaries
+#: (chunk x (n_factors + 2) floats) in a core's L2 cache (2048 was fastest of
+#: 1024-8192 here). The gradient is summed over all chunks of a batch before
+#: the update, so this changes speed and only the rounding of sums.
+CPU_CHUNK = 2048
+
+#: Fewest ratings per worker thread's part of an autograd batch.
+MIN_WORKER_PART = 1024
 
 #: Ratings per validation batch.
 EVAL_BATCH = 1 << 16
 
 ADAM_BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
 # torch.optim.Adam's fused kernel (private API, present in the pinned torch); None: eager math.
 _FUSED_ADAM = getattr(torch, "_fused_adam_", None)
-ADAM_EPS = 1e-8
 
 
 class Ratings(NamedTuple):
@@ -156,6 +166,8 @@ def check_phases(phases):
     if not isinstance(phases, list | tuple) or not phases:
         raise ValueError(f"phases must be a non-empty list of {{lr, epochs}}, got {phases!r}")
     for i, phase in enumerate(phases):
+        if not isinstance(phase, dict):
+            raise ValueError(f"phases[{i}] must be a mapping {{lr, epochs}}, got {phase!r}")
         lr, epochs = phase.get("lr"), phase.get("epochs")
         if not (isinstance(lr, int | float) and lr > 0):
             raise ValueError(f"phases[{i}]: lr must be a positive number, got {lr!r}")
@@ -686,7 +698,7 @@ def fit(
     device="cpu",
     max_steps=None,
     fused=True,
-    progress_every_s=30.0,
+    progress_every_s=10.0,
 ):
     """Train `model` on `train`, validating on `val` every epoch.
 
@@ -743,14 +755,15 @@ def fit(
     if model.output.y_range is None and float(model.output.offset) == 0.0:
         # Data-dependent init of an unbounded model: start at the mean rating.
         model.output.offset.fill_(float(train.rating.double().mean()))
+    # Worker threads only where a batch has enough work for each (small
+    # batches: one thread, whose small operations OpenMP leaves serial anyway).
+    threads = torch.get_num_threads() if device.type == "cpu" else 1
     if fused and isinstance(model, models.DotModel | models.HybridModel):
-        if device.type == "cpu":
-            workers = torch.get_num_threads()
-            engine = DotStep(model, weight_decay, CPU_CHUNK, workers, loss_weights)
-        else:
-            engine = DotStep(model, weight_decay, batch_size, 1, loss_weights)
+        chunk = CPU_CHUNK if device.type == "cpu" else batch_size
+        workers = min(threads, -(-batch_size // chunk))
+        engine = DotStep(model, weight_decay, chunk, workers, loss_weights)
     else:
-        workers = torch.get_num_threads() if device.type == "cpu" else 1
+        workers = max(1, min(threads, batch_size // MIN_WORKER_PART))
         engine = AutogradStep(model, weight_decay, loss_weights, workers, int(seed))
     dropouts = [m for m in model.modules() if isinstance(m, models.PooledDropout)]
     generator = torch.Generator(device=device).manual_seed(int(seed))
@@ -915,8 +928,9 @@ def train_model(
         "device": str(device),
         "threads": torch.get_num_threads(),
         "init": init_info,
+        # How it was trained (metrics.json keeps exactly the issue's fields).
+        "engine": metrics.pop("engine"),
     }
-    metrics["threads"] = torch.get_num_threads()
     checkpoint.save_model(model, meta, model_pt, model_json)
     atomic.write_json(metrics_json, metrics)
     return metrics
