@@ -36,16 +36,18 @@ QUICK_BENCH = {
 }
 
 
-def toy_ratings(n_users=40, n_movies=30, n=3000, seed=0):
-    """Ratings from a planted rank-2 model plus biases, on the 0.5-5 scale."""
+def toy_ratings(n_users=40, n_movies=30, n=3000, n_val=500, seed=0):
+    """Training and validation ratings of one planted rank-2 model plus movie biases."""
     g = torch.Generator().manual_seed(seed)
-    user = torch.randint(n_users, (n,), generator=g)
-    movie = torch.randint(n_movies, (n,), generator=g)
     u = torch.randn(n_users, 2, generator=g)
     m = torch.randn(n_movies, 2, generator=g)
     bias = torch.randn(n_movies, generator=g) * 0.5
-    rating = (3.5 + (u[user] * m[movie]).sum(1) * 0.6 + bias[movie]).clamp(0.5, 5.0)
-    return training.Ratings(user, movie, rating.float())
+    user = torch.randint(n_users, (n + n_val,), generator=g)
+    movie = torch.randint(n_movies, (n + n_val,), generator=g)
+    rating = (3.5 + (u[user] * m[movie]).sum(1) * 0.6 + bias[movie]).clamp(0.5, 5.0).float()
+    train = training.Ratings(user[:n], movie[:n], rating[:n])
+    val = training.Ratings(user[n:], movie[n:], rating[n:])
+    return train, val
 
 
 # --- settings and budgets ------------------------------------------------------
@@ -107,14 +109,13 @@ def test_model_stages_split_pretrain_from_train():
 
 
 def test_subset_draws_distinct_rows_in_order():
-    ratings = toy_ratings(n=100)
+    n = 100
+    ratings = training.Ratings(torch.arange(n), torch.arange(n) % 7, torch.arange(n).float())
     part = bench.subset(ratings, 30, torch.Generator().manual_seed(0))
     assert len(part) == 30
-    # Rows of the original, in their original order: find each (user, movie, rating) row.
-    rows = torch.stack([ratings.user.float(), ratings.movie.float(), ratings.rating], 1)
-    picked = torch.stack([part.user.float(), part.movie.float(), part.rating], 1)
-    index = [int((rows == row).all(1).nonzero()[0]) for row in picked]
-    assert index == sorted(index)
+    rows = part.rating.long()  # the rating of row i is i
+    assert rows.tolist() == sorted(set(rows.tolist()))  # distinct, in the original order
+    assert torch.equal(part.user, rows) and torch.equal(part.movie, rows % 7)
     assert bench.subset(ratings, 500, torch.Generator()) is ratings
 
 
@@ -146,7 +147,7 @@ def test_l2_penalty_is_the_per_use_l2_of_our_loop():
 
 @pytest.mark.parametrize("arch", ["dot", "hybrid", "mlp"])
 def test_naive_fit_trains_and_reports(arch):
-    train, val = toy_ratings(seed=0), toy_ratings(n=500, seed=0)
+    train, val = toy_ratings()
     settings = {"arch": arch, "n_factors": 4, "hidden": [8], "dropouts": [0.1], "seed": 3}
     settings["y_range"] = [0.5, 5.5]
     model = models.build_model(settings, 40, 30)
@@ -165,7 +166,7 @@ def test_naive_fit_trains_and_reports(arch):
 
 
 def test_naive_fit_stops_after_max_steps():
-    train, val = toy_ratings(), toy_ratings(n=200, seed=1)
+    train, val = toy_ratings()
     model = models.build_model({"arch": "dot", "n_factors": 4}, 40, 30)
     result = bench.naive_fit(
         model, train, val, lr=0.01, batch_size=64, rating_scale=(0.5, 5.0), epochs=5, max_steps=7
@@ -175,7 +176,7 @@ def test_naive_fit_stops_after_max_steps():
 
 
 def test_run_benchmark_reuses_identical_stages_and_combines_two():
-    train, val = toy_ratings(), toy_ratings(n=300, seed=1)
+    train, val = toy_ratings()
     dot = {"arch": "dot", "n_factors": 4, "batch_size": 256, "phases": [{"lr": 0.03, "epochs": 2}]}
     config = {
         "dot": dict(dot),

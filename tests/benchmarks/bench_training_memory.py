@@ -14,8 +14,8 @@ Usage::
     python tests/benchmarks/bench_training_memory.py --workdir /tmp/scale
     # the full DAG (generate, index, split, baselines, five models, reports):
     python tests/benchmarks/bench_training_memory.py --workdir /tmp/scale --all
-    # another dataset or more parallel jobs:
-    python tests/benchmarks/bench_training_memory.py --dataset synthetic-1m --jobs 2
+    # another dataset, or one core (training then runs at 1 thread):
+    python tests/benchmarks/bench_training_memory.py --dataset synthetic-1m --jobs 1
 
 Outputs already in the work directory are reused by Snakemake (run the DAG
 once, then --all builds only what is missing). A Markdown and a JSON summary
@@ -114,7 +114,7 @@ def markdown(summary):
         "",
         f"Run {summary['date']} on {summary['machine']}; load average "
         f"{summary['load_before']:.2f} before, {summary['load_after']:.2f} after; "
-        f"{summary['jobs']} Snakemake job(s) at a time; short schedule (1 epoch a stage).",
+        f"snakemake --cores {summary['jobs']}; short schedule (1 epoch a stage).",
         "",
         f"Command: `{summary['command']}`",
         "",
@@ -147,7 +147,9 @@ def main(argv=None):
     parser.add_argument("--dataset", default="synthetic-25m")
     parser.add_argument("--workdir", default="/tmp/movierec-scale", help="workflow copy here")
     parser.add_argument("--all", action="store_true", help="the full DAG, reports included")
-    parser.add_argument("--jobs", type=int, default=1, help="Snakemake --cores (default 1)")
+    parser.add_argument(
+        "--jobs", type=int, default=2, help="Snakemake --cores (default 2: training uses 2 threads)"
+    )
     args = parser.parse_args(argv)
 
     work = Path(args.workdir).resolve()

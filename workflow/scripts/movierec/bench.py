@@ -47,6 +47,7 @@ is ``hybrid``; a finetune's speed is that of the dot model with the same
 block) is measured once and reused, as the DAG trains it once.
 """
 
+import contextlib
 import copy
 import datetime
 import json
@@ -306,15 +307,27 @@ def _fit_kwargs(settings, rating_scale, device):
     )
 
 
+@contextlib.contextmanager
+def _quiet(logger):
+    """Silence `logger` below WARNING (fit's line per epoch of a speed run is noise)."""
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _ours_speed(settings, train, val, n_users, n_movies, steps, rating_scale, device):
     """Time `steps` steps of `training.fit`; returns (ratings/s, seconds, ratings, engine)."""
     kwargs = _fit_kwargs(settings, rating_scale, device)
     lr = float(settings["phases"][0]["lr"])
     epochs = math.ceil(steps * kwargs["batch_size"] / len(train))
     model = models.build_model(settings, n_users, n_movies)
-    result = training.fit(
-        model, train, val, phases=[{"lr": lr, "epochs": epochs}], max_steps=steps, **kwargs
-    )
+    with _quiet(training.log):
+        result = training.fit(
+            model, train, val, phases=[{"lr": lr, "epochs": epochs}], max_steps=steps, **kwargs
+        )
     seen = ratings_seen(len(train), kwargs["batch_size"], steps)
     seconds = result["train_seconds"]
     return seen / seconds, seconds, seen, result["engine"]
