@@ -20,9 +20,7 @@ def copy_workflow(dest):
         shutil.copy2(REPO / name, dest / name)
     for name in ("workflow", "envs", "config", "tests/config"):
         if (REPO / name).exists():
-            shutil.copytree(
-                REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__")
-            )
+            shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
     return dest
 
 
@@ -34,9 +32,7 @@ def snakemake(project, *args, check=True, mirror=True, timeout=900):
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
     if mirror:
         cmd += ["--config", f"mirror={MIRROR}"]
-    proc = subprocess.run(
-        cmd, cwd=project, capture_output=True, text=True, timeout=timeout
-    )
+    proc = subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(
             f"snakemake failed ({proc.returncode}): {' '.join(cmd)}\n"

@@ -259,6 +259,17 @@ def test_device_setting(monkeypatch):
         training.resolve_device("gpu")
 
 
+def test_promised_gpu_that_is_not_visible_fails_loudly(monkeypatch):
+    """A job the gpu profile gave a GPU must not quietly train on the CPU."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match=r"promised 1 GPU.*resources: gpu=1"):
+        training.resolve_device("auto", gpus=1)
+    # An explicit cpu setting wins (the SLURM test's fake GPU relies on it).
+    assert training.resolve_device("cpu", gpus=1) == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert training.resolve_device("auto", gpus=1) == torch.device("cuda")
+
+
 # --- train_model: files in, files out ---------------------------------------------------
 
 

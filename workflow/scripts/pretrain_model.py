@@ -15,4 +15,6 @@ train_model(
     model_json=snakemake.output.meta,
     metrics_json=snakemake.output.metrics,
     threads=snakemake.threads,
+    # Set by the gpu/slurm-gpu profiles; a promised GPU that is not visible is an error.
+    gpus=int(snakemake.resources.get("gpu", 0)),
 )

@@ -19,4 +19,6 @@ train_model(
     metrics_json=snakemake.output.metrics,
     init=init,
     threads=snakemake.threads,
+    # Set by the gpu/slurm-gpu profiles; a promised GPU that is not visible is an error.
+    gpus=int(snakemake.resources.get("gpu", 0)),
 )

@@ -40,6 +40,7 @@ settings on the same machine give the same numbers (CPU; timing fields aside).
 import copy
 import logging
 import math
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
@@ -136,29 +137,45 @@ def read_ratings(path, n_users, n_movies, rating_scale=None):
     )
 
 
-def resolve_device(setting):
-    """The torch device for a ``device`` setting: auto, cpu or cuda.
+def resolve_device(setting, gpus=0):
+    """The torch device for a ``device`` setting (auto, cpu, cuda) and a GPU promise.
+
+    ``gpus`` is the number of GPUs the job was promised (the rule's ``gpu``
+    resource, set by the gpu and slurm-gpu profiles). A promised GPU that
+    PyTorch cannot see is an error, not a silent CPU run: on a cluster that
+    means a misconfigured node or a CPU-only PyTorch build, and the job would
+    otherwise hold a GPU for hours while training on the CPU.
 
     Raises
     ------
     RuntimeError
-        If ``cuda`` is asked for and PyTorch sees no CUDA device.
+        If ``cuda`` is asked for, or a GPU was promised, and PyTorch sees no CUDA device.
     ValueError
         For any other value.
     """
-    if setting == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if setting not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda; got {setting!r}")
     if setting == "cpu":
+        if gpus:
+            log.warning("device: cpu in the config wins over the %d GPU(s) this job holds", gpus)
         return torch.device("cpu")
-    if setting == "cuda":
+    if setting == "cuda" or gpus:
         if not torch.cuda.is_available():
+            why = (
+                "device: cuda was requested"
+                if setting == "cuda"
+                else (
+                    f"this job was promised {gpus} GPU(s) (resources: gpu={gpus}, from the profile)"
+                )
+            )
             raise RuntimeError(
-                "device: cuda was requested but PyTorch sees no CUDA device "
-                f"(torch {torch.__version__}, built with CUDA: {torch.version.cuda or 'no'}). "
-                "Run on a GPU node, or set the model's device to auto or cpu."
+                f"{why} but PyTorch sees no CUDA device (torch {torch.__version__}, built with "
+                f"CUDA: {torch.version.cuda or 'no'}, CUDA_VISIBLE_DEVICES="
+                f"{os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')}). Run on a GPU node with a "
+                "CUDA build of PyTorch, use a CPU profile, or set the model's device to cpu."
             )
         return torch.device("cuda")
-    raise ValueError(f"device must be auto, cpu or cuda; got {setting!r}")
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def check_phases(phases):
@@ -855,6 +872,7 @@ def train_model(
     metrics_json,
     init=None,
     threads=1,
+    gpus=0,
 ):
     """What the train_model and pretrain_model rules run: read, build, fit, save.
 
@@ -875,13 +893,15 @@ def train_model(
         this model (the finetune half of mlp_then_dot / hybrid_then_dot).
     threads : int
         `torch.set_num_threads` (the rule's ``threads``).
+    gpus : int
+        GPUs the job was promised (the rule's ``gpu`` resource); see resolve_device.
     """
     from movierec import atomic, checkpoint
 
     torch.set_num_threads(int(threads))
     settings = copy.deepcopy(dict(settings))
     settings.pop("pretrain", None)
-    device = resolve_device(settings.get("device", "auto"))
+    device = resolve_device(settings.get("device", "auto"), gpus=gpus)
     check_phases(settings.get("phases"))
     low, high = (float(v) for v in rating_scale)
     n_users = count_rows(users_path)
