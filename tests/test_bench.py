@@ -66,6 +66,7 @@ def test_bench_settings_defaults_and_overrides():
     [
         ({"stepz": 3}, "unknown setting"),
         ({"steps": 0}, "bench.steps must be an integer >= 1, got 0"),
+        ({"epochs": -1}, "bench.epochs must be an integer >= 0, got -1"),
         ({"naive_batch_size": 2.5}, "bench.naive_batch_size"),
         ({"repeats": True}, "bench.repeats"),
         ({"warmup_steps": -1}, "bench.warmup_steps must be an integer >= 0"),
@@ -175,6 +176,16 @@ def test_naive_fit_stops_after_max_steps():
     assert result["ratings"] == 7 * 64
 
 
+def page_fields(settings, figures, train, val):
+    """What `bench.markdown` reads besides the figures."""
+    return {
+        "dataset": "toy", "date": "today", "machine": "m", "torch": "t", "threads": 1,
+        "load_average_before": 0.0, "load_average_after": 0.0, "n_train": len(train),
+        "n_users": 40, "n_movies": 30, "n_val": len(val), "command": "cmd",
+        "settings": settings, "models": figures,
+    }  # fmt: skip
+
+
 def test_run_benchmark_reuses_identical_stages_and_combines_two():
     train, val = toy_ratings()
     dot = {"arch": "dot", "n_factors": 4, "batch_size": 256, "phases": [{"lr": 0.03, "epochs": 2}]}
@@ -195,16 +206,27 @@ def test_run_benchmark_reuses_identical_stages_and_combines_two():
     assert double["epoch_seconds"] == pytest.approx(2 * single["epoch_seconds"])
     assert double["full_epochs"] == 4
     assert single["goal_met"] is False and "goal_speedup" not in double
-    page = bench.markdown(
-        {
-            "dataset": "toy", "date": "today", "machine": "m", "torch": "t", "threads": 1,
-            "load_average_before": 0.0, "load_average_after": 0.0, "n_train": len(train),
-            "n_users": 40, "n_movies": 30, "n_val": len(val), "command": "cmd",
-            "settings": settings, "models": out,
-        }
-    )  # fmt: skip
+    page = bench.markdown(page_fields(settings, out, train, val))
     assert ">= 1e+09x: MISSED" in page
     assert "| dot_then_dot | all |" in page and "|  | pretrain |" in page
+
+
+def test_zero_epochs_measures_speed_only():
+    train, val = toy_ratings()
+    dot = {"arch": "dot", "n_factors": 4, "batch_size": 256, "phases": [{"lr": 0.03, "epochs": 2}]}
+    settings = bench.bench_settings(
+        {"steps": 2, "naive_steps": 3, "warmup_steps": 0, "repeats": 1, "epochs": 0,
+         "full_schedule": False}
+    )  # fmt: skip
+    out = bench.run_benchmark({"x": dict(dot, pretrain=dict(dot))}, settings, train, val, 40, 30,
+                              (0.5, 5.0))  # fmt: skip
+    fig = out["x"]
+    assert fig["ratings_per_s"] > 0 and fig["naive_ratings_per_s"] > 0
+    assert fig["val_rmse"] is None and fig["naive_val_rmse"] is None
+    assert "full_best_val_rmse" not in fig
+    page = bench.markdown(page_fields(settings, out, train, val))
+    assert "speed only" in page and "val RMSE" not in page
+    assert page.count("| x |") == 1 and page.count("|  | pretrain |") == 1
 
 
 def test_benchmark_training_rejects_an_empty_split(tmp_path):

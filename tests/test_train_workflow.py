@@ -91,3 +91,15 @@ def test_editing_the_models_module_reruns_training_only(trained):
     for upstream in ("generate_synthetic", "index_ratings", "split_ratings", "compute_baselines"):
         assert upstream not in scheduled
     assert scheduled_rules(trained, *TARGETS, "--configfile", FAST) == {}
+
+
+def test_notebook_config_plans_the_2017_run(project):
+    """config/notebook-2017.yaml validates and plans its own pretrain for hybrid_then_dot.
+
+    Its hybrid pretrain (15 epochs) differs from models.hybrid (5 epochs), so the
+    DAG must not reuse hybrid's checkpoint there, unlike with the defaults.
+    """
+    counts = scheduled_rules(project, "--configfile", "config/notebook-2017.yaml")
+    assert counts.get("pretrain_model") == 2, counts
+    assert counts.get("train_model") == 5, counts
+    assert counts.get("download_release") == 1, counts

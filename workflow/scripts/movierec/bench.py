@@ -33,7 +33,8 @@ two stages, pretrain then train):
   (`epochs`; ours with the first epochs of the model's learning-rate phases,
   the naive loop at `naive_lr`), finetunes start from their own loop's
   pretrained embeddings, and the validation RMSE after the last epoch is
-  reported for both. Both minimise the same objective: the MSE plus the
+  reported for both (``epochs: 0`` skips this: on a large set one naive
+  epoch takes too long). Both minimise the same objective: the MSE plus the
   config's per-use L2 (`l2_penalty`). With `full_schedule`, ours also trains
   the model's whole schedule (cheap for ours, and what the training rules
   reach), so the page shows both "same epochs" and "what you get".
@@ -101,11 +102,11 @@ def bench_settings(bench):
         )
     out = copy.deepcopy(DEFAULTS)
     out.update(copy.deepcopy(dict(bench or {})))
-    for key in ("steps", "naive_steps", "naive_batch_size", "repeats", "epochs"):
+    for key in ("steps", "naive_steps", "naive_batch_size", "repeats"):
         value = out[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"bench.{key} must be an integer >= 1, got {value!r}")
-    for key in ("warmup_steps", "seed"):
+    for key in ("warmup_steps", "epochs", "seed"):
         value = out[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"bench.{key} must be an integer >= 0, got {value!r}")
@@ -421,24 +422,35 @@ def measure_speed(settings, train, val, n_users, n_movies, bench, rating_scale, 
     }
 
 
+def train_both_skipped():
+    """`train_both`'s figures when no accuracy run is made (``epochs`` 0)."""
+    return {
+        "epochs": 0,
+        "val_rmse": None,
+        "naive_val_rmse": None,
+        "train_seconds": None,
+        "naive_train_seconds": None,
+    }
+
+
 def train_both(settings, init, train, val, n_users, n_movies, bench, rating_scale, device):
     """Train one stage with both loops for `bench["epochs"]` epochs, and ours for all.
 
     Parameters
     ----------
-    init : (torch.nn.Module, torch.nn.Module, torch.nn.Module or None) or None
+    init : (torch.nn.Module or None, torch.nn.Module or None, torch.nn.Module or None) or None
         The pretrained modules a finetune starts from: ours after the same
-        epochs, naive, and ours after its whole schedule (None when
-        ``bench["full_schedule"]`` is off).
+        epochs, naive, and ours after its whole schedule (None where that run
+        was skipped: ``bench["epochs"]`` 0, ``bench["full_schedule"]`` off).
 
     Returns
     -------
-    (dict, tuple of torch.nn.Module)
-        Validation RMSE after the last epoch of each loop, their training
-        seconds, ours after the stage's whole schedule (``full_epochs``,
-        ``full_best_val_rmse``, ``full_train_seconds``; only with
-        ``bench["full_schedule"]``), and the three trained modules (the last
-        None without the full schedule).
+    (dict, tuple)
+        ``epochs``, ``val_rmse`` and ``naive_val_rmse`` after the last epoch
+        of each loop and their ``train_seconds`` (None with ``epochs`` 0); with
+        the full schedule also ``full_epochs``, ``full_best_val_rmse`` and
+        ``full_train_seconds`` of ours. Then the three trained modules, in
+        `init`'s order (None where not trained).
     """
     epochs = bench["epochs"]
     kwargs = _fit_kwargs(settings, rating_scale, device)
@@ -448,31 +460,35 @@ def train_both(settings, init, train, val, n_users, n_movies, bench, rating_scal
             if source is not None:
                 models.transfer_embeddings(source, target)
     ours, naive, full = trained
-    if init is not None and init[2] is None:
-        full = None
-    result = training.fit(
-        ours, train, val, phases=truncate_phases(settings["phases"], epochs), **kwargs
-    )
-    last = result["epochs"][-1]
-    naive_kwargs = dict(kwargs, batch_size=bench["naive_batch_size"])
-    naive_result = naive_fit(naive, train, val, lr=bench["naive_lr"], epochs=epochs, **naive_kwargs)
-    out = {
-        "epochs": len(result["epochs"]),
-        "val_rmse": last["val_rmse"],
-        "naive_val_rmse": naive_result["val_rmse"],
-        "train_seconds": result["train_seconds"],
-        "naive_train_seconds": naive_result["seconds"],
-    }
-    if bench["full_schedule"] and full is not None:
+    out = train_both_skipped()
+    if epochs:
+        result = training.fit(
+            ours, train, val, phases=truncate_phases(settings["phases"], epochs), **kwargs
+        )
+        last = result["epochs"][-1]
+        naive_kwargs = dict(kwargs, batch_size=bench["naive_batch_size"])
+        naive_result = naive_fit(
+            naive, train, val, lr=bench["naive_lr"], epochs=epochs, **naive_kwargs
+        )
+        out.update(
+            epochs=len(result["epochs"]),
+            val_rmse=last["val_rmse"],
+            naive_val_rmse=naive_result["val_rmse"],
+            train_seconds=result["train_seconds"],
+            naive_train_seconds=naive_result["seconds"],
+        )
+        if "val_rmse_linear" in last:
+            out["val_rmse_linear"] = last["val_rmse_linear"]
+            out["naive_val_rmse_linear"] = naive_result["val_rmse_linear"]
+    else:
+        ours = naive = None
+    if bench["full_schedule"] and (init is None or init[2] is not None):
         full_result = training.fit(full, train, val, phases=settings["phases"], **kwargs)
         out["full_epochs"] = len(full_result["epochs"])
         out["full_best_val_rmse"] = full_result["best_val_rmse"]
         out["full_train_seconds"] = full_result["train_seconds"]
     else:
         full = None
-    if "val_rmse_linear" in last:
-        out["val_rmse_linear"] = last["val_rmse_linear"]
-        out["naive_val_rmse_linear"] = naive_result["val_rmse_linear"]
     return out, (ours, naive, full)
 
 
@@ -518,8 +534,10 @@ def run_benchmark(models_config, bench, train, val, n_users, n_movies, rating_sc
             else:
                 log.info("%s %s: same settings as a stage measured before, reused", name, stage)
             train_key = (key, init_key)
-            if train_key not in trained:
-                log.info("%s %s: %d epoch(s) with each loop", name, stage, bench["epochs"])
+            if train_key not in trained and not (bench["epochs"] or bench["full_schedule"]):
+                trained[train_key] = (train_both_skipped(), (None, None, None))
+            elif train_key not in trained:
+                log.info("%s %s: training for the accuracy columns", name, stage)
                 trained[train_key] = train_both(
                     settings, init, train, val, n_users, n_movies, bench, rating_scale, device
                 )
@@ -527,9 +545,10 @@ def run_benchmark(models_config, bench, train, val, n_users, n_movies, rating_sc
             record = {"stage": stage, "device": str(device), **speeds[key], **accuracy}
             stages.append(record)
             log.info(
-                "%s %s: %.3g ratings/s vs naive %.3g (%.1fx); val_rmse %.4f vs naive %.4f",
+                "%s %s: %.3g ratings/s vs naive %.3g (%.1fx); val_rmse %s vs naive %s",
                 name, stage, record["ratings_per_s"], record["naive_ratings_per_s"],
-                record["speedup"], record["val_rmse"], record["naive_val_rmse"],
+                record["speedup"], _fmt_rmse(record["val_rmse"]),
+                _fmt_rmse(record["naive_val_rmse"]),
             )  # fmt: skip
             init, init_key = modules, train_key
         last = stages[-1]
@@ -557,8 +576,14 @@ def run_benchmark(models_config, bench, train, val, n_users, n_movies, rating_sc
     return out
 
 
+def _fmt_rmse(value):
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 def _fmt_rate(value):
-    return f"{value / 1e6:.2f}M" if value >= 1e6 else f"{value / 1e3:.1f}k"
+    if value >= 1e6:
+        return f"{value / 1e6:.2f}M"
+    return f"{value / 1e3:.1f}k" if value >= 1e3 else f"{value:.0f}"
 
 
 def markdown(result):
@@ -589,7 +614,9 @@ def markdown(result):
         "from those steps).",
         f"- **Accuracy budget**: both loops train each stage for {bench['epochs']} epoch(s) "
         "from the same initial weights (a finetune from its own loop's pretrain); "
-        "validation RMSE after that epoch (the dot head for hybrids).",
+        "validation RMSE after that epoch (the dot head for hybrids)."
+        if bench["epochs"]
+        else "- **Accuracy budget**: none (bench.epochs is 0): speed only.",
     ]
     if full:
         lines.append(
@@ -603,8 +630,10 @@ def markdown(result):
     header = [
         "model", "stage", "device", "batch", "naive batch", "ratings/s", "naive ratings/s",
         "speedup", "goal", "epoch s", "naive epoch s",
-        f"val RMSE ({bench['epochs']} ep)", f"naive val RMSE ({bench['epochs']} ep)",
     ]  # fmt: skip
+    epochs = bench["epochs"]
+    if epochs:
+        header += [f"val RMSE ({epochs} ep)", f"naive val RMSE ({epochs} ep)"]
     if full:
         header += ["full schedule: epochs", "val RMSE", "seconds"]
     lines.append("| " + " | ".join(header) + " |")
@@ -624,8 +653,9 @@ def markdown(result):
                 str(row["naive_batch_size"]), _fmt_rate(row["ratings_per_s"]),
                 _fmt_rate(row["naive_ratings_per_s"]), f"{row['speedup']:.1f}x", goal_text,
                 f"{row['epoch_seconds']:.3g}", f"{row['naive_epoch_seconds']:.3g}",
-                f"{row['val_rmse']:.4f}", f"{row['naive_val_rmse']:.4f}",
             ]  # fmt: skip
+            if epochs:
+                cells += [_fmt_rmse(row["val_rmse"]), _fmt_rmse(row["naive_val_rmse"])]
             if full:
                 cells += [
                     str(row.get("full_epochs", "")),
