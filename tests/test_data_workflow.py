@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import MIRROR, copy_workflow, snakemake
+from conftest import MIRROR, copy_workflow, scheduled_rules, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -36,21 +36,6 @@ def built(tmp_path_factory, mirror):
     project = copy_workflow(tmp_path_factory.mktemp("data_workflow") / "project")
     snakemake(project, *TARGETS)
     return project
-
-
-def planned(project, *args):
-    """Jobs a dry run schedules, as {rule: count}.
-
-    (conftest.scheduled_rules puts `--quiet rules` before the targets, where
-    argparse lets `--quiet` swallow them; here the targets come first.)
-    """
-    proc = snakemake(project, *args, "-n", "--quiet", "rules")
-    counts = {}
-    for line in proc.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit() and parts[0] not in ("total", "job"):
-            counts[parts[0]] = int(parts[1])
-    return counts
 
 
 def read(project, dataset, path):
@@ -139,7 +124,7 @@ def test_synthetic_20k_indexes_to_its_spec(built):
 
 
 def test_second_run_has_nothing_to_do(built):
-    assert planned(built, *TARGETS) == {}
+    assert scheduled_rules(built, *TARGETS) == {}
     proc = snakemake(built, *TARGETS)
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
@@ -148,7 +133,7 @@ def test_split_settings_rerun_the_split_only(built, tmp_path):
     """Params are provenance: a new split seed reruns split_ratings and nothing before it."""
     override = tmp_path / "seed.yaml"
     override.write_text("split:\n  seed: 1\n")
-    assert planned(built, *TARGETS, "--configfile", str(override)) == {"split_ratings": 3}
+    assert scheduled_rules(built, *TARGETS, "--configfile", str(override)) == {"split_ratings": 3}
 
 
 def test_editing_the_split_module_reruns_the_split_only(project):
@@ -156,10 +141,10 @@ def test_editing_the_split_module_reruns_the_split_only(project):
     snakemake(project, target)
     module = project / "workflow" / "scripts" / "movierec" / "split.py"
     module.write_text(module.read_text() + "\n# edited\n")
-    assert planned(project, target) == {"split_ratings": 1}
+    assert scheduled_rules(project, target) == {"split_ratings": 1}
     module = project / "workflow" / "scripts" / "movierec" / "synthetic.py"
     module.write_text(module.read_text() + "\n# edited\n")
-    assert planned(project, target) == {
+    assert scheduled_rules(project, target) == {
         "generate_synthetic": 1,
         "index_ratings": 1,
         "split_ratings": 1,

@@ -35,7 +35,7 @@ _RUNS = {}  # one run per session even when a fixture is imported into another m
 
 
 def targets(*paths):
-    """Targets for scheduled_rules, whose `-q rules` would otherwise swallow them."""
+    """Targets for a dry run; --nolock lets dry runs share a finished project."""
     return ("--nolock", *paths)
 
 
