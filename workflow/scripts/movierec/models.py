@@ -149,6 +149,14 @@ def _embedding(n, dim, generator, std=INIT_STD):
     return emb
 
 
+def _add_embeddings_and_biases(module, n_users, n_movies, n_factors, generator):
+    """The four tables dot and hybrid share, drawn in one fixed order (seeded init)."""
+    module.user_emb = _embedding(n_users, n_factors, generator)
+    module.movie_emb = _embedding(n_movies, n_factors, generator)
+    module.user_bias = _embedding(n_users, 1, generator, std=0.0)
+    module.movie_bias = _embedding(n_movies, 1, generator, std=0.0)
+
+
 class DotModel(nn.Module):
     """Dot product of user and movie embeddings plus a user and a movie bias."""
 
@@ -156,10 +164,7 @@ class DotModel(nn.Module):
 
     def __init__(self, n_users, n_movies, n_factors, y_range=None, generator=None):
         super().__init__()
-        self.user_emb = _embedding(n_users, n_factors, generator)
-        self.movie_emb = _embedding(n_movies, n_factors, generator)
-        self.user_bias = _embedding(n_users, 1, generator, std=0.0)
-        self.movie_bias = _embedding(n_movies, 1, generator, std=0.0)
+        _add_embeddings_and_biases(self, n_users, n_movies, n_factors, generator)
         self.output = OutputScale(y_range)
 
     def score(self, user, movie):
@@ -183,10 +188,7 @@ class HybridModel(nn.Module):
 
     def __init__(self, n_users, n_movies, n_factors, y_range=None, generator=None):
         super().__init__()
-        self.user_emb = _embedding(n_users, n_factors, generator)
-        self.movie_emb = _embedding(n_movies, n_factors, generator)
-        self.user_bias = _embedding(n_users, 1, generator, std=0.0)
-        self.movie_bias = _embedding(n_movies, 1, generator, std=0.0)
+        _add_embeddings_and_biases(self, n_users, n_movies, n_factors, generator)
         self.linear = nn.Linear(2 * n_factors, 1)
         _init_linear(self.linear, generator)
         self.output = OutputScale(y_range)
