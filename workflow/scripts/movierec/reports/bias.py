@@ -48,6 +48,19 @@ def rank_movies(movies, bias):
     return table[CSV_COLUMNS]
 
 
+def ranked_movies(model_pt, movies_path, model, purpose):
+    """Read a checkpoint and movies.parquet, check they agree, and rank by movie bias.
+
+    ``purpose`` ("rank", "plot") only words the error for a model without biases.
+    """
+    movies = read_movies(movies_path)
+    embedding, bias = movie_parameters(model_pt)
+    if bias is None:
+        raise ValueError(f"{model_pt}: model {model!r} has no movie bias to {purpose} (an mlp?)")
+    check_rows(embedding, movies, model_pt, movies_path)
+    return rank_movies(movies, bias)
+
+
 def most_rated(table, n):
     """The `n` most-rated rows of `table` (ties by movieId), in `table`'s order."""
     order = np.lexsort((table["movieId"].to_numpy(), -table["n_ratings"].to_numpy()))
@@ -132,12 +145,7 @@ def rank_movie_bias(
     ):
         if int(value) < 1:
             raise ValueError(f"reports.bias.{name} is {value}; expected a positive integer")
-    movies = read_movies(movies_path)
-    embedding, bias = movie_parameters(model_pt)
-    if bias is None:
-        raise ValueError(f"{model_pt}: model {model!r} has no movie bias to rank (an mlp?)")
-    check_rows(embedding, movies, model_pt, movies_path)
-    ranked = rank_movies(movies, bias)
+    ranked = ranked_movies(model_pt, movies_path, model, "rank")
     with atomic_path(csv_path) as tmp:
         ranked.to_csv(tmp, index=False)
     write_text(md_path, bias_markdown(ranked, model, dataset, top_n, popular_n, popular_top_n))

@@ -336,20 +336,13 @@ def learning_curves_figure(metrics, pretrain, baselines, dataset):
             fontsize=8,
             color="C3",
         )
-        ax.axhline(
-            baselines["bias_only_rmse"],
-            color="0.3",
-            ls=":",
-            lw=1,
-            label=f"bias-only baseline {baselines['bias_only_rmse']:.3f}",
-        )
-        ax.axhline(
-            baselines["global_mean_rmse"],
-            color="0.6",
-            ls="-.",
-            lw=1,
-            label=f"global mean {baselines['global_mean_rmse']:.3f}",
-        )
+        for key, name, color, style in (
+            ("bias_only_rmse", "bias-only baseline", "0.3", ":"),
+            ("global_mean_rmse", "global mean", "0.6", "-."),
+        ):
+            ax.axhline(
+                baselines[key], color=color, ls=style, lw=1, label=f"{name} {baselines[key]:.3f}"
+            )
         phases = [(x[0], epochs[0]["lr"])] + _phase_starts(epochs)
         for k, (start, lr) in enumerate(phases):
             edge = start - 0.5
@@ -556,19 +549,13 @@ def plot_bias_vs_mean(
     Reads the model itself rather than movie_bias.csv, so that changing a
     ranking threshold does not redraw this figure.
     """
-    from movierec.reports.bias import rank_movies
-    from movierec.reports.inputs import check_rows, movie_parameters, read_movies
+    from movierec.reports.bias import ranked_movies
 
     if int(label_n) < 0 or int(min_ratings) < 0:
         raise ValueError(
             f"reports.bias_plot: label_n={label_n}, min_ratings={min_ratings}; "
             "expected non-negative integers"
         )
-    movies = read_movies(movies_path)
-    embedding, bias = movie_parameters(model_pt)
-    if bias is None:
-        raise ValueError(f"{model_pt}: model {model!r} has no movie bias to plot (an mlp?)")
-    check_rows(embedding, movies, model_pt, movies_path)
-    ranked = rank_movies(movies, bias)
+    ranked = ranked_movies(model_pt, movies_path, model, "plot")
     fig = bias_vs_mean_figure(ranked, int(label_n), int(min_ratings), f"{model} on {dataset}")
     save_figure(fig, png_path, svg_path)
