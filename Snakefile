@@ -14,6 +14,7 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/peers.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/bench.smk"
 
@@ -23,3 +24,8 @@ rule all:
     input:
         all_targets(),
     localrule: True
+
+
+# Without a profile a failed job's log is only named; show it (see common.smk).
+onerror:
+    print_failed_logs(log)

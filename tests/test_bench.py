@@ -166,6 +166,28 @@ def test_naive_fit_trains_and_reports(arch):
     assert not any(emb.sparse for emb in model.modules() if isinstance(emb, torch.nn.Embedding))
 
 
+@pytest.mark.parametrize("y_range", [[0.5, 5.5], None])
+def test_naive_fit_starts_at_the_same_offset_as_fit(y_range):
+    """Both loops put a raw score of 0 at the training mean (inside the sigmoid if bounded)."""
+    train, val = toy_ratings()
+    settings = {"arch": "dot", "n_factors": 4, "seed": 3, "y_range": y_range}
+    ours, naive = (models.build_model(settings, 40, 30) for _ in range(2))
+    training.fit(
+        ours, train, val, phases=[{"lr": 0.01, "epochs": 1}], batch_size=256,
+        rating_scale=(0.5, 5.0),
+    )  # fmt: skip
+    bench.naive_fit(
+        naive, train, val, lr=0.01, batch_size=64, rating_scale=(0.5, 5.0), epochs=1, max_steps=2
+    )
+    assert float(naive.output.offset) == float(ours.output.offset) != 0.0
+    with torch.no_grad():
+        naive.user_bias.weight.zero_()
+        naive.movie_bias.weight.zero_()
+        naive.user_emb.weight.zero_()
+        pred = naive(torch.tensor([0]), torch.tensor([0]))
+    assert pred.item() == pytest.approx(float(train.rating.double().mean()), abs=1e-4)
+
+
 def test_naive_fit_stops_after_max_steps():
     train, val = toy_ratings()
     model = models.build_model({"arch": "dot", "n_factors": 4}, 40, 30)

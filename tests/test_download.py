@@ -1,8 +1,9 @@
 """movierec.download: sources, mirrors, retries, checksums, atomicity and safe unzipping.
 
 A tiny threaded HTTP server on 127.0.0.1 serves a mirror directory; per-path
-knobs make it fail with 503, stall, or drop the connection, so the retry and
-timeout paths run for real in a few seconds.
+knobs make it fail with 503, stall, drop the connection, or trickle its answer a
+byte at a time, so the retry, timeout, deadline and rate paths run for real in a
+few seconds.
 """
 
 import hashlib
@@ -11,8 +12,12 @@ import io
 import json
 import logging
 import os
+import re
+import signal
 import socket
 import stat
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -53,6 +58,10 @@ class MirrorHandler(http.server.BaseHTTPRequestHandler):
             self.send_error(404)
             return
         data = path.read_bytes()
+        if knob.get("trickle_headers"):  # the whole answer, status line first, byte by byte
+            head = f"HTTP/1.0 200 OK\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+            self.trickle(head + data, knob["trickle_headers"])
+            return
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(len(data)))
@@ -66,7 +75,21 @@ class MirrorHandler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(data[: len(data) // 2])
             self.wfile.flush()
             time.sleep(knob["stall"])
+        if knob.get("trickle"):
+            self.trickle(data, knob["trickle"])
+            return
         self.wfile.write(data)
+
+    def trickle(self, data, seconds_per_byte):
+        """Send `data` one byte every `seconds_per_byte`, until the client hangs up."""
+        for i in range(len(data)):
+            if self.server.stopping.wait(seconds_per_byte):
+                return
+            try:
+                self.wfile.write(data[i : i + 1])
+                self.wfile.flush()
+            except OSError:  # the client gave up: what the tests want
+                return
 
 
 class Server(http.server.ThreadingHTTPServer):
@@ -81,9 +104,11 @@ def http_mirror(tmp_path):
     root.mkdir()
     server = Server(("127.0.0.1", 0), MirrorHandler)
     server.root, server.knobs, server.hits, server.lock = root, {}, {}, threading.Lock()
+    server.stopping = threading.Event()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}", server
+    server.stopping.set()
     server.shutdown()
     server.server_close()
 
@@ -554,6 +579,250 @@ def test_existing_nonempty_dest_is_replaced_only_on_success(tmp_path):
     download_release([{"url": official("f.csv")}], dest, mirror=str(mirror))
     assert sorted(p.name for p in dest.iterdir()) == ["f.csv"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mirror", "raw"]
+
+
+# --------------------------------------------------------------------------- slow servers
+
+
+def test_trickling_server_fails_at_the_deadline(tmp_path, http_mirror, caplog, monkeypatch):
+    base, server = http_mirror
+    (server.root / "f.csv").write_bytes(b"x" * 1000)
+    server.knobs["/f.csv"] = {"trickle": 0.2}  # 200 s for the file: never finishes
+    monkeypatch.setattr(download, "PROGRESS_EVERY_S", 0.3)
+    caplog.set_level(logging.INFO, logger="movierec.download")
+    started = time.monotonic()
+    with pytest.raises(DownloadError) as info:
+        download_release(
+            [{"url": f"{base}/f.csv"}],
+            tmp_path / "raw",
+            retries=1,
+            deadline_s=1.0,
+            min_bytes_per_s=0,
+            **FAST,
+        )
+    assert time.monotonic() - started < 4
+    message = str(info.value)
+    assert f"from {base}/f.csv after 2 attempt(s)" in message
+    assert "download.deadline_s = 1 s" in message and "raise download.deadline_s" in message
+    assert re.search(r"\((\d) bytes\) of 1000 B received", message), message
+    assert server.hits["/f.csv"] == 2
+    # Progress by time, with what arrived, of how much, and the rate.
+    progress = [r.getMessage() for r in caplog.records if "B/s (0%)" in r.getMessage()]
+    assert progress and re.search(r"f\.csv: \d B of 1000 B, [\d.]+ B/s \(0%\)$", progress[0])
+    assert_nothing_left(tmp_path, tmp_path / "raw", allowed={"served"})
+
+
+def test_trickling_server_fails_on_min_rate(tmp_path, http_mirror):
+    base, server = http_mirror
+    (server.root / "f.csv").write_bytes(b"x" * 1000)
+    server.knobs["/f.csv"] = {"trickle": 0.2}
+    started = time.monotonic()
+    with pytest.raises(DownloadError) as info:
+        download_release(
+            [{"url": f"{base}/f.csv"}],
+            tmp_path / "raw",
+            retries=0,
+            min_bytes_per_s=100,
+            rate_window_s=0.6,
+            **FAST,
+        )
+    assert time.monotonic() - started < 3
+    message = str(info.value)
+    assert "too slow" in message and "under download.min_bytes_per_s = 100" in message
+    assert "of 1000 B received" in message and "0 turns the check off" in message
+    assert f"{base}/f.csv" in message
+    assert_nothing_left(tmp_path, tmp_path / "raw", allowed={"served"})
+
+
+def test_trickled_headers_are_cut_at_the_deadline(tmp_path, http_mirror):
+    """No body byte ever reaches the read loop: the deadline timer cuts the connection."""
+    base, server = http_mirror
+    (server.root / "f.csv").write_bytes(b"ok\n")
+    server.knobs["/f.csv"] = {"trickle_headers": 0.2}
+    started = time.monotonic()
+    with pytest.raises(DownloadError, match=r"download\.deadline_s = 0\.8 s, 0 B \(0 bytes\)"):
+        download_release([{"url": f"{base}/f.csv"}], tmp_path / "raw", retries=0, deadline_s=0.8)
+    assert time.monotonic() - started < 2.5
+    assert_nothing_left(tmp_path, tmp_path / "raw", allowed={"served"})
+
+
+def test_slow_but_steady_download_is_not_cut(tmp_path, http_mirror):
+    base, server = http_mirror
+    (server.root / "f.csv").write_bytes(b"y" * 40)
+    server.knobs["/f.csv"] = {"trickle": 0.01}  # about 60 bytes/s, above the minimum
+    download_release(
+        [{"url": f"{base}/f.csv"}],
+        tmp_path / "raw",
+        retries=0,
+        deadline_s=5,
+        min_bytes_per_s=5,
+        rate_window_s=0.3,
+    )
+    assert (tmp_path / "raw" / "f.csv").read_bytes() == b"y" * 40
+
+
+# --------------------------------------------------------------------------- SIGTERM
+
+RULE_SCRIPT = Path(__file__).parents[1] / "workflow" / "scripts" / "download_release.py"
+LIBRARY = RULE_SCRIPT.parent
+
+# The rule script as Snakemake runs it: its own process, a `snakemake` object in globals.
+RUN_RULE_SCRIPT = """
+import runpy, sys, types
+script, url, raw, log = sys.argv[1:]
+settings = dict(retries=0, timeout_s=60, deadline_s=600, min_bytes_per_s=0, rate_window_s=60,
+                max_extracted_bytes=10**9, warn_extracted_bytes=10**9, max_compression_ratio=100)
+snakemake = types.SimpleNamespace(
+    log=[log],
+    params=types.SimpleNamespace(files=[{"url": url}]),
+    output=types.SimpleNamespace(raw=raw),
+    config={"download": settings, "mirror": None},
+)
+runpy.run_path(script, init_globals={"snakemake": snakemake})
+"""
+
+
+def wait_for(predicate, proc, timeout_s=20):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"the child exited ({proc.returncode}) before it could be signalled")
+        time.sleep(0.02)
+    pytest.fail("the child did not get there in time")
+
+
+def test_sigterm_during_download_leaves_no_temporary_dir(tmp_path, http_mirror):
+    base, server = http_mirror
+    (server.root / "f.csv").write_bytes(b"x" * 1000)
+    server.knobs["/f.csv"] = {"trickle": 0.05}  # 50 s: still running when signalled
+    parent = tmp_path / "results" / "ds"
+    parent.mkdir(parents=True)
+    raw, log = parent / "raw", tmp_path / "download_release.log"
+    env = {**os.environ, "PYTHONPATH": str(LIBRARY)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RUN_RULE_SCRIPT, RULE_SCRIPT, f"{base}/f.csv", raw, log],
+        env=env,
+    )
+    try:
+        # Signal it mid-body: the build directory and the partial file exist (the file is
+        # opened once the headers are in).
+        wait_for(lambda: list(parent.glob(".raw.*.tmp/.f.csv.part")), proc)
+        time.sleep(0.3)  # a few bytes into the body
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert_nothing_left(parent, raw)
+    assert "SIGTERM received: removing temporary files" in log.read_text()
+
+
+# --------------------------------------------------------------------------- permissions
+
+
+@pytest.mark.parametrize(
+    "umask, file_mode, dir_mode",
+    [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)],
+    ids=["022", "077"],
+)
+def test_outputs_follow_the_umask(tmp_path, umask, file_mode, dir_mode):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    make_zip(mirror / "ml-tiny.zip", GOOD_MEMBERS)
+    (mirror / "extra.csv").write_bytes(b"a\n")
+    dest = tmp_path / "raw"
+    old = os.umask(umask)
+    try:
+        download_release(
+            [{"url": official("ml-tiny.zip")}, {"url": official("extra.csv")}],
+            dest,
+            mirror=str(mirror),
+        )
+    finally:
+        os.umask(old)
+    modes = {
+        str(p.relative_to(tmp_path)): stat.S_IMODE(p.stat().st_mode)
+        for p in [dest, *dest.rglob("*")]
+    }
+    assert modes == {
+        "raw": dir_mode,
+        "raw/ml-tiny": dir_mode,
+        "raw/ml-tiny.zip": file_mode,
+        "raw/extra.csv": file_mode,
+        "raw/ml-tiny/ratings.csv": file_mode,
+        "raw/ml-tiny/movies.csv": file_mode,
+    }
+
+
+# --------------------------------------------------------------------------- compression ratio
+
+ZEROS = 4 << 20  # 4 MiB of zeros deflate to about 4 kB: a ratio near 1000
+
+
+def test_highly_compressed_member_is_refused_by_default(tmp_path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    make_zip(mirror / "bomb.zip", {"ml-tiny/zeros.csv": bytes(ZEROS), **GOOD_MEMBERS})
+    with pytest.raises(ArchiveError) as info:
+        download_release([{"url": official("bomb.zip")}], tmp_path / "raw", mirror=str(mirror))
+    message = str(info.value)
+    assert "Refusing to extract bomb.zip: member 'ml-tiny/zeros.csv'" in message
+    assert re.search(r"expands \d{3,4} times \(4194304 bytes from \d+ compressed", message)
+    assert "download.max_compression_ratio = 100" in message
+    assert_nothing_left(tmp_path, tmp_path / "raw", allowed={"mirror"})
+    # Trusted, with the limit raised: it extracts.
+    download_release(
+        [{"url": official("bomb.zip")}],
+        tmp_path / "raw",
+        mirror=str(mirror),
+        max_compression_ratio=5000,
+    )
+    assert (tmp_path / "raw" / "ml-tiny" / "zeros.csv").stat().st_size == ZEROS
+
+
+def test_many_small_compressible_members_are_judged_together(tmp_path):
+    """Each member is under the exemption; the archive as a whole is not."""
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    members = {f"ml-tiny/part{i}.csv": bytes(download.RATIO_EXEMPT_BYTES // 2) for i in range(4)}
+    make_zip(mirror / "bomb.zip", members)
+    with pytest.raises(ArchiveError, match=r"bomb\.zip \(all members together\): it expands"):
+        download_release([{"url": official("bomb.zip")}], tmp_path / "raw", mirror=str(mirror))
+    assert_nothing_left(tmp_path, tmp_path / "raw", allowed={"mirror"})
+
+
+def test_written_bytes_are_held_to_the_ratio_even_if_sizes_lie():
+    with pytest.raises(ArchiveError, match="2097152 bytes written from 1000 compressed"):
+        download._copy_capped(
+            io.BytesIO(bytes(2 << 20)),
+            io.BytesIO(),
+            [10**9],
+            "a.zip: member 'm'",
+            compressed=1000,
+            max_ratio=100,
+        )
+
+
+def test_large_extraction_is_logged_as_a_warning(tmp_path, caplog):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    make_zip(mirror / "ml-tiny.zip", GOOD_MEMBERS)
+    size = sum(len(v) for v in GOOD_MEMBERS.values())
+    download_release(
+        [{"url": official("ml-tiny.zip")}],
+        tmp_path / "raw",
+        mirror=str(mirror),
+        warn_extracted_bytes=1000,
+    )
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    warnings = [w for w in warnings if "warn_extracted_bytes" in w]
+    assert len(warnings) == 1
+    assert f"ml-tiny.zip: the release will have 2.9 KiB ({size} bytes) extracted" in warnings[0]
+    assert "download.warn_extracted_bytes = 1000" in warnings[0]
 
 
 # --------------------------------------------------------------------------- real mirror

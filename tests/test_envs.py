@@ -20,7 +20,12 @@ SCRIPTS = REPO / "workflow" / "scripts"
 
 # conda-forge name -> pip/import names where they differ.
 CONDA_TO_PIP = {"pytorch": "torch", "pytorch-gpu": "torch"}
-IMPORT_TO_CONDA = {"torch": "pytorch", "sklearn": "scikit-learn", "yaml": "pyyaml"}
+IMPORT_TO_CONDA = {
+    "torch": "pytorch",
+    "sklearn": "scikit-learn",
+    "yaml": "pyyaml",
+    "surprise": "scikit-surprise",
+}
 # Imports the rule scripts may use without an env entry: the package itself, and the
 # `snakemake` object Snakemake injects into script: rules.
 PROVIDED = {"movierec", "snakemake"}
@@ -42,6 +47,15 @@ def parse_env(path):
     assert isinstance(env, dict), f"{path.name}: not a YAML mapping"
     deps = {}
     for dep in env.get("dependencies") or []:
+        if isinstance(dep, dict) and set(dep) == {"pip"}:
+            # PyPI-only packages (myfm): pinned as pip pins them, checked like the rest.
+            for pin in dep["pip"]:
+                m = re.fullmatch(r"([A-Za-z0-9_.\-]+)==([0-9][A-Za-z0-9.]*)", str(pin))
+                assert m, f"{path.name}: pip dependency {pin!r} is not pinned as name==version"
+                deps[m.group(1).lower()] = m.group(2)
+            continue
+        if dep == "pip":  # the installer the pip: entry needs; its version does not matter
+            continue
         assert isinstance(dep, str), f"{path.name}: unexpected dependency entry {dep!r}"
         m = re.fullmatch(r"([A-Za-z0-9_.\-]+)\s*=\s*([0-9][A-Za-z0-9.*]*)(=\S+)?", dep)
         assert m, f"{path.name}: dependency {dep!r} is not pinned as name=version"

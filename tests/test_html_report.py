@@ -1,7 +1,7 @@
 """`snakemake --report` after a real run, opened in headless Chromium.
 
 Chromium is a system package (Debian: `apt-get install -y --no-install-recommends
-chromium`; .ci/run installs it). Without it these tests fail, never skip: the
+chromium`; tests/run.sh installs it). Without it these tests fail, never skip: the
 report is a deliverable and the browser is how we know it renders.
 """
 
@@ -54,7 +54,7 @@ def chromium():
         pytest.fail(
             "headless Chromium is not installed; install it as root with "
             "`apt-get update && apt-get install -y --no-install-recommends chromium` "
-            "(.ci/run does this in CI)"
+            "(tests/run.sh does this)"
         )
     return path
 

@@ -337,6 +337,113 @@ def test_line_locator_across_chunks(tmp_path, monkeypatch):
             formats.read_movies("csv", path)
 
 
+# --- encodings: UTF-8, pure latin-1, and files that mix them -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name", "text"),
+    [
+        ("csv", "movies.csv", 'movieId,title,genres\n1,Léon (1994),Drama\n2,"Café, Le",Drama\n'),
+        ("dat", "movies.dat", "1::Léon (1994)::Drama\r\n2::Café (1995)::Drama\r\n"),
+    ],
+)
+def test_pure_latin1_movies_decode(tmp_path, caplog, fmt, name, text):
+    """No valid multi-byte UTF-8 anywhere: the whole file is latin-1, every title intact."""
+    caplog.set_level(logging.INFO, logger="movierec")
+    table, _ = formats.read_movies(fmt, write(tmp_path / name, text, encoding="latin-1"))
+    assert table["title"].to_pylist() == [
+        "Léon (1994)",
+        "Café, Le" if fmt == "csv" else "Café (1995)",
+    ]
+    assert "(latin-1)" in caplog.text
+
+
+def test_real_ml1m_movies_dat_is_latin1(caplog):
+    """The real ml-1m movies.dat is pure latin-1: decoded as such, accents on any line."""
+    caplog.set_level(logging.INFO, logger="movierec")
+    path = FORMATS / "ml-1m" / "movies.dat"
+    raw = path.read_bytes()
+    assert any(byte > 127 for byte in raw)  # accented titles, all latin-1
+    table, _ = formats.read_movies("dat", path)
+    titles = table["title"].to_pylist()
+    expected = [line.split(b"::")[1].decode("latin-1") for line in raw.splitlines() if line]
+    assert titles == expected
+    assert not any("Ã" in title for title in titles)
+    assert f"{path}: 3883 movies (latin-1)" in caplog.text
+
+
+MIXED_MOVIES = {
+    "csv": (
+        "movies.csv",
+        "movieId,title,genres\r\n1,Léon (1994),Drama\r\n".encode()
+        + b'2,"Caf\xe9, Le (1995)",Drama\r\n'
+        + "3,Amélie (2001),Comedy\r\n".encode(),
+        3,
+        2,
+    ),
+    "dat": (
+        "movies.dat",
+        b"1::Toy Story (1995)::Animation\n2::Caf\xe9 (1995)::Drama\n"
+        + "3::Amélie (2001)::Comedy\n".encode(),
+        2,
+        3,  # the UTF-8 text comes after the bad byte
+    ),
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(MIXED_MOVIES))
+def test_utf8_movies_with_a_latin1_byte_fail(tmp_path, fmt):
+    """One latin-1 byte in a UTF-8 file: an error naming line, offset and byte, not mojibake."""
+    name, data, line, utf8_line = MIXED_MOVIES[fmt]
+    spec = {"csv": CSV_SPEC, "dat": DAT_SPEC}[fmt]
+    raw = tmp_path / "raw"
+    write(
+        raw / spec["ratings"], "userId,movieId,rating\n1,1,4\n" if fmt == "csv" else "1::1::4::1\n"
+    )
+    write(raw / name, data)
+    offset = data.index(b"\xe9")
+    expect_failure(
+        raw,
+        spec,
+        name,
+        line,
+        rf"byte 0xe9 at byte offset {offset} is not valid UTF-8, but line {utf8_line} holds "
+        r"UTF-8 text .*mixes encodings.*expected UTF-8",
+    )
+
+
+RATINGS_HEADER = b"userId,movieId,rating,timestamp\n"
+LATIN1_RATINGS = {
+    "csv id": (CSV_SPEC, "ratings.csv", RATINGS_HEADER + b"1,1,4.0,1\r\n\r\n1,3\xe9,4.0,1\r\n", 4),
+    "csv rating": (CSV_SPEC, "ratings.csv", RATINGS_HEADER + b"1,1,4.0,1\n1,3,4.\xe9,1\n", 3),
+    "dat id": (DAT_SPEC, "ratings.dat", b"1::1::4::1\n2::2\xe9::3::1\n", 2),
+    "ml-100k timestamp": (ML100K_SPEC, "u.data", b"1\t1\t4\t1\n2\t2\t3\t1\xe9\n", 2),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LATIN1_RATINGS))
+def test_latin1_byte_in_ratings_names_the_line(tmp_path, case):
+    spec, name, data, line = LATIN1_RATINGS[case]
+    raw = tmp_path / "raw"
+    members = {"csv": MOVIES_CSV, "dat": "1::A (1990)::Drama\n", "ml-100k": ""}
+    write(raw / spec["movies"], members[spec["format"]])
+    write(raw / name, data)
+    offset = data.index(b"\xe9")
+    expect_failure(raw, spec, name, line, rf"byte 0xe9 at byte offset {offset} is not valid UTF-8")
+
+
+def test_first_non_utf8_across_chunks(tmp_path, monkeypatch):
+    """The chunked scan finds the same line and offset whatever the chunk size."""
+    good = "1,Léon € 😀 (1994),Drama\n".encode()  # 2-, 3- and 4-byte sequences
+    data = good * 3 + b"\n2,Caf\xe9,Drama\n" + good
+    path = write(tmp_path / "movies.csv", data)
+    for chunk in (1, 2, 3, 5, 7, 64, 1 << 24):
+        monkeypatch.setattr(formats, "CHUNK_BYTES", chunk)
+        assert formats._first_non_utf8(path) == (5, "2,Caf\ufffd,Drama", data.index(b"\xe9"), 0xE9)
+    write(path, good * 3)
+    assert formats._first_non_utf8(path) is None
+
+
 # --- bad input: a ValueError naming file, line and value; no output --------------------
 
 HEADER = "userId,movieId,rating,timestamp\n"

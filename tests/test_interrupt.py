@@ -23,6 +23,7 @@ from rule_info import parse_jobs
 pytestmark = pytest.mark.slow
 
 DATASET = "ml-latest-small"
+SPLIT = "random"
 FAST = "tests/config/fast.yaml"
 
 
@@ -75,7 +76,7 @@ def wait_for_training(log_path, proc, timeout_s=600):
 def test_sigkill_during_training_then_resume(project, tmp_path):
     if not (project / FAST).exists():
         pytest.fail(f"{FAST} (the fast test config) is missing")
-    results = project / "results" / DATASET
+    results = project / "results" / DATASET / SPLIT
     first_log = tmp_path / "first.log"
     with first_log.open("w") as log:
         proc = subprocess.Popen(
@@ -90,7 +91,9 @@ def test_sigkill_during_training_then_resume(project, tmp_path):
     assert proc.returncode == -signal.SIGKILL
     before = snapshot(project / "results")
     data_files = [
-        p for p in before if p.split("/")[1] in ("raw", "data", "split") and p.startswith(DATASET)
+        p
+        for p in before
+        if p.startswith(DATASET) and (p.split("/")[1] in ("raw", "data") or "/split/" in p)
     ]
     assert any(p.endswith("split/train.parquet") for p in data_files), sorted(before)
     # Resume the way a user would: plain rerun; add --unlock / --rerun-incomplete only if
@@ -129,8 +132,8 @@ def test_sigkill_during_training_then_resume(project, tmp_path):
     for path in data_files:
         assert after.get(path) == before[path], f"{path} was rewritten"
     for model in finished:
-        for name in ("model.pt", "metrics.json"):
-            rel = f"{DATASET}/models/{model}/{name}"
+        for name in ("model.pt", "history.json"):
+            rel = f"{DATASET}/{SPLIT}/models/{model}/rep1/{name}"
             assert after[rel] == before[rel], f"{rel} was rewritten"
 
     # No half-written file anywhere: no temporaries, and every output loads.

@@ -66,6 +66,61 @@ def test_unbounded_output_adds_offset():
     assert torch.allclose(model(user, movie), before + 3.5)
 
 
+def test_bounded_output_adds_offset_inside_the_sigmoid():
+    model = models.build_model(SETTINGS["dot"], N_USERS, N_MOVIES).eval()
+    user, movie, _ = batch()
+    with torch.no_grad():
+        model.user_bias.weight.normal_(0, 0.5)
+        model.output.offset.fill_(0.7)
+        expected = 0.5 + 5.0 * torch.sigmoid(model.score(user, movie) + 0.7)
+        assert torch.allclose(model(user, movie), expected)
+
+
+def zero_raw_score(model):
+    """Zero what makes up a model's raw score: tables, biases, and the last linear layers."""
+    with torch.no_grad():
+        for name in ("user_emb", "movie_emb", "user_bias", "movie_bias"):
+            if hasattr(model, name):
+                getattr(model, name).weight.zero_()
+        if hasattr(model, "linear"):  # the hybrid's linear head
+            model.linear.weight.zero_()
+            model.linear.bias.zero_()
+        if hasattr(model, "layers"):  # the mlp's output layer
+            model.layers[-1].weight.zero_()
+            model.layers[-1].bias.zero_()
+
+
+@pytest.mark.parametrize("arch", list(SETTINGS))
+@pytest.mark.parametrize("y_range", [[0.5, 5.5], [1.0, 5.0], None])
+@pytest.mark.parametrize("mean", [3.53, 1.2, 4.9])
+def test_set_output_offset_makes_a_zero_score_predict_the_mean(arch, y_range, mean):
+    """The cold-start fix: an untrained row (raw score 0) predicts the training mean."""
+    model = models.build_model({**SETTINGS[arch], "y_range": y_range}, N_USERS, N_MOVIES).eval()
+    zero_raw_score(model)
+    user, movie, _ = batch()
+    with torch.no_grad():
+        before = model(user, movie)
+        models.set_output_offset(model, mean)
+        after = model(user, movie)
+    if y_range is not None:
+        # Without the offset a bounded model predicts the middle of its range.
+        assert torch.allclose(before, torch.full_like(before, sum(y_range) / 2))
+    assert torch.allclose(after, torch.full_like(after, mean), atol=1e-4)
+    if arch == "hybrid":
+        assert torch.allclose(model.heads(user, movie)[1], after, atol=1e-4)
+
+
+def test_set_output_offset_stays_finite_at_the_bounds():
+    model = models.build_model(SETTINGS["dot"], N_USERS, N_MOVIES).eval()
+    zero_raw_score(model)
+    user, movie, _ = batch()
+    for mean, expected in ((5.5, 5.5), (0.5, 0.5), (9.0, 5.5)):
+        models.set_output_offset(model, mean)
+        assert torch.isfinite(model.output.offset)
+        with torch.no_grad():
+            assert torch.allclose(model(user, movie), torch.full((32,), expected), atol=1e-3)
+
+
 def test_hybrid_has_both_heads_and_predicts_with_the_dot_head():
     model = models.build_model(SETTINGS["hybrid"], N_USERS, N_MOVIES).eval()
     user, movie, _ = batch()
@@ -193,6 +248,7 @@ def test_checkpoint_round_trip(tmp_path, arch):
     model = models.build_model(SETTINGS[arch], N_USERS, N_MOVIES).eval()
     with torch.no_grad():
         model.user_emb.weight.add_(1.0)  # differ from a fresh build
+    models.set_output_offset(model, 3.5)  # the offset buffer travels in the state_dict
     meta = {
         "arch": arch,
         "settings": SETTINGS[arch],
@@ -204,6 +260,7 @@ def test_checkpoint_round_trip(tmp_path, arch):
     # model.pt is a plain state_dict: loads without unpickling code.
     state = torch.load(tmp_path / "model.pt", weights_only=True)
     assert set(state) == set(model.state_dict())
+    assert torch.equal(state["output.offset"], model.output.offset)
     loaded, loaded_meta = checkpoint.load_model(tmp_path / "model.pt")
     assert loaded_meta == json.loads((tmp_path / "model.json").read_text())
     assert not loaded.training

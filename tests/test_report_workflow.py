@@ -26,7 +26,10 @@ REPORT_RULES = {
     "plot_model_comparison": 1,
     "summarize_models": 1,
 }
-TRAINING_RULES = {"train_model", "pretrain_model", "compute_baselines"}
+TRAINING_RULES = {"train_model", "pretrain_model", "compute_baselines", "evaluate_model"}
+REPLICATES = 3  # config.yaml's default
+PEERS = ["surprise_baseline", "surprise_svd", "myfm_bmf", "myfm_bfm_implicit"]  # peers_in_all
+SMALL = "results/ml-latest-small/random"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # "Enough ratings" for the planted-truth checks: a bias learned from fewer is mostly prior.
 MIN_RATINGS = 20
@@ -69,7 +72,7 @@ def synthetic_run(tmp_path_factory, mirror):
     """The dot model's bias ranking and PCA on synthetic-100k (planted truth known)."""
     if "synthetic" not in _RUNS:
         project = conftest.copy_workflow(tmp_path_factory.mktemp("synthetic-100k"))
-        base = "results/synthetic-100k/reports/dot"
+        base = "results/synthetic-100k/random/reports/dot"
         snakemake(project, f"{base}/movie_bias.csv", f"{base}/pca.csv", timeout=1200)
         _RUNS["synthetic"] = project
     return _RUNS["synthetic"]
@@ -86,19 +89,18 @@ def test_default_target_builds_the_summary_and_every_report(project):
 
 @pytest.mark.parametrize("dataset", ["ml-100k", "synthetic-1m"])
 def test_summary_target_builds_every_report_of_any_dataset(project, dataset):
-    counts = scheduled_rules(project, *targets(f"results/{dataset}/reports/summary.md"))
+    counts = scheduled_rules(project, *targets(f"results/{dataset}/random/reports/summary.md"))
     for rule, n in REPORT_RULES.items():
         assert counts.get(rule) == n, (rule, counts)
-    assert counts.get("train_model") == len(MODELS)
+    assert counts.get("train_model") == len(MODELS) * REPLICATES
+    assert counts.get("evaluate_model") == len(MODELS)
 
 
 def test_mlp_has_pca_but_no_bias_ranking(project):
-    proc = snakemake(
-        project, "-n", "results/ml-latest-small/reports/mlp/movie_bias.csv", check=False
-    )
+    proc = snakemake(project, "-n", f"{SMALL}/reports/mlp/movie_bias.csv", check=False)
     assert proc.returncode != 0
     assert "MissingRuleException" in proc.stdout + proc.stderr
-    counts = scheduled_rules(project, *targets("results/ml-latest-small/reports/mlp/pca.csv"))
+    counts = scheduled_rules(project, *targets(f"{SMALL}/reports/mlp/pca.csv"))
     assert counts.get("pca_movie_embeddings") == 1
 
 
@@ -107,7 +109,7 @@ def test_mlp_has_pca_but_no_bias_ranking(project):
 
 @pytest.mark.slow
 def test_ml_latest_small_reports_exist_and_parse(ml_small_run):
-    reports = ml_small_run / "results/ml-latest-small/reports"
+    reports = ml_small_run / SMALL / "reports"
     movies = pd.read_parquet(ml_small_run / "results/ml-latest-small/data/movies.parquet")
     for model in BIAS_MODELS:
         table = pd.read_csv(reports / model / "movie_bias.csv")
@@ -136,9 +138,18 @@ def test_ml_latest_small_reports_exist_and_parse(ml_small_run):
     for name in ("learning_curves", "model_comparison"):
         assert_png(reports / f"{name}.png")
     models = pd.read_csv(reports / "models.csv")
-    assert models["model"].tolist() == [*MODELS, "global mean", "bias only"]
-    assert models.loc[models["kind"] == "model", "best_val_rmse"].between(0.5, 1.2).all()
+    assert models["model"].tolist() == [*MODELS, *PEERS, "global mean", "bias only"]
+    peers = models[models["kind"] == "peer"].set_index("model")
+    assert peers["test_rmse"].between(0.7, 1.0).all() and (peers["runs"] == 1).all()
+    ours = models[models["kind"] == "model"]
+    assert ours["test_rmse"].between(0.5, 1.2).all()
+    assert (ours["runs"] == REPLICATES).all() and (ours["test_rmse_sd"] > 0).all()
     summary = (reports / "summary.md").read_text()
+    best = ours.loc[ours["test_rmse"].idxmin()]
+    assert summary.splitlines()[2].startswith(
+        f"Lowest test RMSE: **{best['model']}**, {best['test_rmse']:.4f} ± "
+    ), summary[:400]
+    assert "## Split audit" in summary
     for model in MODELS:
         assert f"| {model} " in summary and f"({model}/pca.md)" in summary
     assert "| train_model" in summary and "| rank_movie_bias" in summary
@@ -146,11 +157,11 @@ def test_ml_latest_small_reports_exist_and_parse(ml_small_run):
 
 @pytest.mark.slow
 def test_shawshank_is_near_the_top_among_popular_movies(ml_small_run):
-    ranked = pd.read_csv(ml_small_run / "results/ml-latest-small/reports/dot/movie_bias.csv")
+    ranked = pd.read_csv(ml_small_run / SMALL / "reports/dot/movie_bias.csv")
     popular = ranked.sort_values(["n_ratings", "movieId"], ascending=[False, True]).head(2000)
     top20 = popular.sort_values("bias", ascending=False).head(20)["title"].tolist()
     assert "Shawshank Redemption, The (1994)" in top20, top20
-    md = (ml_small_run / "results/ml-latest-small/reports/dot/movie_bias.md").read_text()
+    md = (ml_small_run / SMALL / "reports/dot/movie_bias.md").read_text()
     assert "Shawshank Redemption, The (1994)" in md
 
 
@@ -194,6 +205,81 @@ def test_editing_report_code_reruns_reports_not_training(ml_small_run):
     }
 
 
+@pytest.mark.slow
+def test_paired_differences_recompute_from_the_predictions(ml_small_run):
+    """What the summary (and the README) says about models against each other is recomputed
+    here from the test predictions: the table's paired differences are the real ones."""
+    from movierec import evaluation
+
+    base = ml_small_run / SMALL
+    rating = pd.read_parquet(base / "split/test.parquet")["rating"].to_numpy(np.float64)
+    models = pd.read_csv(base / "reports/models.csv").set_index("model")
+    sq = {
+        m: np.mean(
+            [
+                (pd.read_parquet(base / f"models/{m}/rep{r}/test_predictions.parquet")[
+                    "prediction"
+                ].to_numpy(np.float64) - rating) ** 2
+                for r in range(1, REPLICATES + 1)
+            ],
+            axis=0,
+        )
+        for m in MODELS
+    }  # fmt: skip
+    baselines = pd.read_parquet(base / "models/baselines_test_predictions.parquet")
+    sq["bias only"] = (baselines["bias_only"].to_numpy(np.float64) - rating) ** 2
+    for m in MODELS:
+        cmp = evaluation.bootstrap_rmse_difference(sq[m], sq["bias only"])
+        row = models.loc[m]
+        assert row["diff_vs_bias_only"] == pytest.approx(cmp["diff"], abs=1e-9)
+        assert row["diff_vs_bias_only_low"] == pytest.approx(cmp["low"], abs=1e-9)
+        assert row["diff_vs_bias_only_high"] == pytest.approx(cmp["high"], abs=1e-9)
+        assert np.sqrt(sq[m].mean()) == pytest.approx(row["test_rmse"], abs=5e-3)
+    # The README's sentences on peers: myfm_bfm_implicit is ahead of our best, myfm_bmf
+    # cannot be told apart from it, both Surprise defaults are behind our bias-only baseline.
+    assert models.loc["myfm_bfm_implicit", "diff_vs_best_high"] < 0
+    assert (
+        models.loc["myfm_bmf", "diff_vs_best_low"]
+        <= 0
+        <= models.loc["myfm_bmf", "diff_vs_best_high"]
+    )
+    for peer in ("surprise_baseline", "surprise_svd"):
+        assert models.loc[peer, "diff_vs_bias_only_low"] > 0, peer
+    # The README's sentences: the dot family beats the bias-only baseline (interval below 0)
+    # and cannot be told apart from the best; the MLP cannot be told apart from bias-only.
+    for m in BIAS_MODELS:
+        assert models.loc[m, "diff_vs_bias_only_high"] < 0, m
+        if m != models.loc[list(MODELS), "test_rmse"].idxmin():
+            assert models.loc[m, "diff_vs_best_low"] <= 0 <= models.loc[m, "diff_vs_best_high"]
+    assert (
+        models.loc["mlp", "diff_vs_bias_only_low"]
+        <= 0
+        <= models.loc["mlp", "diff_vs_bias_only_high"]
+    )
+
+
+@pytest.mark.slow
+def test_cold_movies_start_at_the_training_mean(ml_small_run):
+    """Movies unseen in training are predicted around the training mean (the y_range offset;
+    without it a raw score of 0 meant 3.0, the middle of [0.5, 5.5]), and better than the
+    global mean on those rows. (The bias-only baseline is still better there: see README.)"""
+    from movierec import evaluation
+
+    base = ml_small_run / SMALL
+    train = pd.read_parquet(base / "split/train.parquet")
+    test = pd.read_parquet(base / "split/test.parquet")
+    _, cold = evaluation.cold_masks(
+        train.user.to_numpy(), train.movie.to_numpy(), test.user.to_numpy(), test.movie.to_numpy()
+    )
+    assert cold.sum() > 100
+    models = pd.read_csv(base / "reports/models.csv").set_index("model")
+    for m in BIAS_MODELS:
+        pred = pd.read_parquet(base / f"models/{m}/rep1/test_predictions.parquet")["prediction"]
+        assert abs(pred[cold].mean() - train.rating.mean()) < 0.25, m
+        worst = models.loc["global mean", "test_rmse_unseen_movie"]
+        assert models.loc[m, "test_rmse_unseen_movie"] < worst, m
+
+
 # --- synthetic-100k: planted truth ---------------------------------------------------
 
 
@@ -203,7 +289,9 @@ def _planted(project):
 
 @pytest.mark.slow
 def test_dot_movie_bias_recovers_the_planted_bias(synthetic_run):
-    learned = pd.read_csv(synthetic_run / "results/synthetic-100k/reports/dot/movie_bias.csv")
+    learned = pd.read_csv(
+        synthetic_run / "results/synthetic-100k/random/reports/dot/movie_bias.csv"
+    )
     both = learned.merge(_planted(synthetic_run), on="movieId", suffixes=("", "_planted"))
     assert len(both) == len(learned)
     enough = both[both["n_ratings"] >= MIN_RATINGS]
@@ -217,7 +305,7 @@ def test_dot_movie_bias_recovers_the_planted_bias(synthetic_run):
 
 @pytest.mark.slow
 def test_pca_recovers_the_planted_axes(synthetic_run):
-    pca = pd.read_csv(synthetic_run / "results/synthetic-100k/reports/dot/pca.csv")
+    pca = pd.read_csv(synthetic_run / "results/synthetic-100k/random/reports/dot/pca.csv")
     both = pca.merge(_planted(synthetic_run), on="movieId")
     assert len(both) == len(pca)
     enough = both[both["n_ratings"] >= MIN_RATINGS]

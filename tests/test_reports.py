@@ -304,7 +304,8 @@ def test_display_title_moves_articles_and_cuts():
     assert plots.display_title("x" * 50, 10) == "x" * 9 + "…"
 
 
-def fake_metrics(phases, seed, base=0.9):
+def fake_metrics(phases, seed, base=0.9, test_rmse=None):
+    """A metrics.json as evaluate_model writes it: the training history plus test scores."""
     rng = np.random.default_rng(seed)
     epochs, n = [], 0
     for p, (lr, count) in enumerate(phases):
@@ -324,17 +325,43 @@ def fake_metrics(phases, seed, base=0.9):
                 }
             )
     best = min(epochs, key=lambda e: e["val_rmse"])
+    test = best["val_rmse"] + 0.01 if test_rmse is None else test_rmse
     return {
-        "best_val_rmse": best["val_rmse"],
+        "val_rmse": best["val_rmse"],
+        "val_mae": best["val_mae"],
         "best_epoch": best["epoch"],
+        "stopped_epoch": n,
         "n_params": 1000,
-        "epochs": epochs,
+        "history": epochs,
         "device": "cpu",
         "train_seconds": 0.5 * n,
+        "test_rmse": test,
+        "test_mae": test * 0.78,
+        "n_test": 100,
+        "cold": {
+            "unseen_user": {"rows": 0, "rmse": None},
+            "unseen_movie": {"rows": 5, "rmse": test + 0.2},
+            "warm": {"rows": 95, "rmse": test - 0.01},
+        },
     }
 
 
-BASELINES = {"global_mean_rmse": 1.04, "bias_only_rmse": 0.88}
+def fake_baseline(val_rmse, test_rmse):
+    return {
+        "val_rmse": val_rmse,
+        "val_mae": 0.8 * val_rmse,
+        "test_rmse": test_rmse,
+        "test_mae": 0.8 * test_rmse,
+        "n_test": 100,
+        "best_epoch": None,
+        "history": None,
+    }
+
+
+# baselines.json: validation RMSEs (learning curves) differ from test RMSEs (comparison).
+BASELINES = {
+    "baselines": {"global_mean": fake_baseline(1.04, 1.05), "bias_only": fake_baseline(0.88, 0.89)}
+}
 
 
 def test_learning_curves_mark_phase_boundaries_and_baselines(tmp_path):
@@ -358,6 +385,7 @@ def test_learning_curves_mark_phase_boundaries_and_baselines(tmp_path):
         if len(set(line.get_ydata())) == 1 and len(line.get_ydata()) == 2
     }
     assert {0.88, 1.04} <= horizontals
+    assert not {0.89, 1.05} & horizontals, "validation, not test, RMSEs of the baselines"
     assert any(min(line.get_xdata()) <= 0 for line in dot_ax.lines), "pretrain drawn at <= 0"
     plots.save_figure(fig, tmp_path / "lc.png", tmp_path / "lc.svg")
     assert_real_png(tmp_path / "lc.png")
@@ -365,8 +393,8 @@ def test_learning_curves_mark_phase_boundaries_and_baselines(tmp_path):
 
 
 def test_model_comparison_and_bias_vs_mean_figures(tmp_path):
-    metrics = {
-        m: fake_metrics([(1e-2, 5)], i, base=0.85 + 0.01 * i)
+    metrics = {  # two replicates per model
+        m: [fake_metrics([(1e-2, 5)], 10 * i + r, base=0.85 + 0.01 * i) for r in range(2)]
         for i, m in enumerate(["mlp", "dot", "hybrid"])
     }
     fig = plots.comparison_figure(metrics, BASELINES, "toy")
@@ -377,7 +405,8 @@ def test_model_comparison_and_bias_vs_mean_figures(tmp_path):
     lines_x = {
         round(line.get_xdata()[0], 3) for line in left.lines if len(set(line.get_xdata())) == 1
     }
-    assert {0.88, 1.04} <= lines_x
+    assert {0.89, 1.05} <= lines_x, "the baselines' test RMSEs"
+    assert not {0.88, 1.04} & lines_x
     plots.save_figure(fig, tmp_path / "c.png", tmp_path / "c.svg")
     assert_real_png(tmp_path / "c.png")
 
@@ -415,15 +444,74 @@ def test_read_benchmark_handles_unmeasured_values(tmp_path):
         read_benchmark(path)
 
 
+def write_run(root, seed=0, n=300, replicates=2):
+    """One split's evaluated runs as the workflow lays them out, with consistent numbers.
+
+    Errors share a common part (so the paired comparisons are sharp): the bias-only
+    baseline errs by e, mlp by 0.8 e and dot by 0.85 e, plus a little noise each.
+    """
+    rng = np.random.default_rng(seed)
+    rating = np.clip(np.round(rng.normal(3.5, 1.0, n) * 2) / 2, 0.5, 5.0)
+    common = rng.normal(0, 1.0, n)
+    test = root / "split" / "test.parquet"
+    test.parent.mkdir(parents=True)
+    pd.DataFrame({"user": np.arange(n), "movie": np.arange(n) % 7, "rating": rating}).to_parquet(
+        test
+    )
+    split = root / "split" / "split.json"
+    audit = {"method": "random", "n_train": 800, "n_val": 100, "n_test": n}
+    audit.update(test_unseen_users=0, test_unseen_movies=2, test_rows_with_unseen_movie=5)
+    split.write_text(json.dumps(audit))
+    metrics_paths, predictions_paths, predictions = {}, {}, {}
+    for i, (model, scale) in enumerate((("mlp", 0.8), ("dot", 0.85))):
+        metrics_paths[model], predictions_paths[model], predictions[model] = [], [], []
+        for r in range(replicates):
+            pred = rating + scale * common + rng.normal(0, 0.1, n)
+            folder = root / "models" / model / f"rep{r + 1}"
+            folder.mkdir(parents=True)
+            pd.DataFrame({"prediction": pred.astype(np.float32)}).to_parquet(
+                folder / "test_predictions.parquet"
+            )
+            pred = pred.astype(np.float32).astype(np.float64)
+            err = pred - rating
+            metrics = fake_metrics([(1e-2, 4), (1e-3, 2)], 10 * i + r, 0.84 + 0.02 * i)
+            metrics.update(test_rmse=float(np.sqrt(np.mean(err**2))))
+            metrics.update(test_mae=float(np.mean(np.abs(err))))
+            (folder / "metrics.json").write_text(json.dumps(metrics))
+            metrics_paths[model].append(folder / "metrics.json")
+            predictions_paths[model].append(folder / "test_predictions.parquet")
+            predictions[model].append(pred)
+    base = {"global_mean": np.full(n, 3.5), "bias_only": rating + common}
+    base = {k: v.astype(np.float32).astype(np.float64) for k, v in base.items()}
+    baseline_predictions = root / "models" / "baseline_predictions.parquet"
+    pd.DataFrame(base).to_parquet(baseline_predictions)
+    baselines = root / "models" / "baselines.json"
+    scores = {
+        k: fake_baseline(1.0, float(np.sqrt(np.mean((v - rating) ** 2)))) for k, v in base.items()
+    }
+    baselines.write_text(json.dumps({"baselines": scores}))
+    return {
+        "rating": rating,
+        "predictions": predictions,
+        "baseline": base,
+        "inputs": {
+            "metrics_paths": metrics_paths,
+            "predictions_paths": predictions_paths,
+            "baselines_path": baselines,
+            "baseline_predictions_path": baseline_predictions,
+            "test_path": test,
+            "split_path": split,
+        },
+    }
+
+
+def pooled_rmse(predictions, rating):
+    """RMSE of the per-row squared error averaged over replicates."""
+    return float(np.sqrt(np.mean([(p - rating) ** 2 for p in predictions], axis=0).mean()))
+
+
 def test_summarize_models_writes_table_links_and_timings(tmp_path):
-    metrics_paths = {}
-    for i, m in enumerate(["mlp", "dot"]):
-        path = tmp_path / "models" / m / "metrics.json"
-        path.parent.mkdir(parents=True)
-        path.write_text(json.dumps(fake_metrics([(1e-2, 4), (1e-3, 2)], i, 0.84 + 0.02 * i)))
-        metrics_paths[m] = path
-    baselines = tmp_path / "models" / "baselines.json"
-    baselines.write_text(json.dumps(BASELINES))
+    run = write_run(tmp_path)
     bench = tmp_path / "bench.tsv"
     bench.write_text(BENCH_HEADER + "12.25\t0:00:12\t812.4\t900\t1\t1\t0\t0\t90\t11\n")
     reports = tmp_path / "reports"
@@ -433,48 +521,114 @@ def test_summarize_models_writes_table_links_and_timings(tmp_path):
     }
     out_md, out_csv = reports / "summary.md", reports / "models.csv"
     summary.summarize_models(
-        metrics_paths,
-        baselines,
-        {"train_model dot": bench, "index_ratings": bench},
-        out_md,
-        out_csv,
-        "toy",
-        links,
-        {"Learning curves": reports / "learning_curves.png"},
+        **run["inputs"],
+        benchmarks={"train_model dot": bench, "index_ratings": bench},
+        summary_path=out_md,
+        csv_path=out_csv,
+        dataset="toy",
+        split="random",
+        links=links,
+        figures={"Learning curves": reports / "learning_curves.png"},
     )
     table = pd.read_csv(out_csv)
+    assert list(table.columns) == summary.CSV_COLUMNS
     assert table["model"].tolist() == ["mlp", "dot", "global mean", "bias only"]
-    dot = json.loads(metrics_paths["dot"].read_text())
-    best = next(e for e in dot["epochs"] if e["epoch"] == dot["best_epoch"])
+    assert table["kind"].tolist() == ["model", "model", "baseline", "baseline"]
+    dots = [json.loads(p.read_text()) for p in run["inputs"]["metrics_paths"]["dot"]]
     row = table.set_index("model").loc["dot"]
-    assert row["best_val_mae"] == pytest.approx(best["val_mae"])
-    assert row["rmse_gain_vs_bias_only"] == pytest.approx(0.88 - dot["best_val_rmse"])
-    assert row["ratings_per_s"] == pytest.approx(1.6e6 + 1)
+    assert row["runs"] == 2
+    assert row["test_rmse"] == pytest.approx(np.mean([d["test_rmse"] for d in dots]))
+    assert row["test_rmse_sd"] == pytest.approx(np.std([d["test_rmse"] for d in dots], ddof=1))
+    assert row["test_mae"] == pytest.approx(np.mean([d["test_mae"] for d in dots]))
+    assert row["val_rmse"] == pytest.approx(np.mean([d["val_rmse"] for d in dots]))
+    assert row["best_epoch"] == "/".join(str(e) for e in sorted(d["best_epoch"] for d in dots))
+    assert row["test_rmse_unseen_movie"] == pytest.approx(
+        np.mean([d["cold"]["unseen_movie"]["rmse"] for d in dots])
+    )
+    # Paired differences on the same rows, replicates' squared errors averaged per row.
+    rating = run["rating"]
+    dot_rmse = pooled_rmse(run["predictions"]["dot"], rating)
+    bias_rmse = pooled_rmse([run["baseline"]["bias_only"]], rating)
+    mlp_rmse = pooled_rmse(run["predictions"]["mlp"], rating)
+    assert row["diff_vs_bias_only"] == pytest.approx(dot_rmse - bias_rmse, rel=1e-6)
+    assert row["diff_vs_bias_only_low"] < row["diff_vs_bias_only"] < row["diff_vs_bias_only_high"]
+    assert row["diff_vs_bias_only_high"] < 0  # clearly better than the baseline
+    assert row["diff_vs_best"] == pytest.approx(dot_rmse - mlp_rmse, rel=1e-6)
+    best_row = table.set_index("model").loc["mlp"]
+    assert pd.isna(best_row["diff_vs_best"])  # the best is not compared with itself
+    assert pd.isna(table.set_index("model").loc["bias only", "diff_vs_bias_only"])
+    assert row["ratings_per_s"] == pytest.approx(1.6e6 + 10)  # replicate 1 of dot
     text = out_md.read_text()
     assert "(dot/movie_bias.md)" in text and "(mlp/pca.md)" in text
     assert "(learning_curves.png)" in text
     assert "| train_model   | dot    |" in text and "812" in text and "12.25" in text
-    assert "Best validation RMSE: **mlp**" in text
+    assert "Lowest test RMSE: **mlp**" in text
+    assert "## Split audit" in text and "method `random`" in text
+
+
+def test_summarize_folds_pools_every_fold_and_replicate(tmp_path):
+    folds = {f"cv2-{k}": write_run(tmp_path / f"cv2-{k}", seed=k) for k in (1, 2)}
+    inputs = {f: r["inputs"] for f, r in folds.items()}
+    out_md, out_csv = tmp_path / "summary.md", tmp_path / "models.csv"
+    summary.summarize_folds(
+        metrics_paths={f: i["metrics_paths"] for f, i in inputs.items()},
+        predictions_paths={f: i["predictions_paths"] for f, i in inputs.items()},
+        baselines_paths={f: i["baselines_path"] for f, i in inputs.items()},
+        baseline_predictions_paths={f: i["baseline_predictions_path"] for f, i in inputs.items()},
+        test_paths={f: i["test_path"] for f, i in inputs.items()},
+        audit_paths={f: i["split_path"] for f, i in inputs.items()},
+        summary_path=out_md,
+        csv_path=out_csv,
+        dataset="toy",
+        scheme="cv2",
+    )
+    table = pd.read_csv(out_csv).set_index("model")
+    assert table.loc["dot", "runs"] == 4 and table.loc["bias only", "runs"] == 2
+    dots = [json.loads(p.read_text()) for i in inputs.values() for p in i["metrics_paths"]["dot"]]
+    assert table.loc["dot", "test_rmse"] == pytest.approx(np.mean([d["test_rmse"] for d in dots]))
+    # The paired comparison pools the folds' test rows.
+    rating = np.concatenate([r["rating"] for r in folds.values()])
+    dot = [np.concatenate([r["predictions"]["dot"][k] for r in folds.values()]) for k in (0, 1)]
+    bias = np.concatenate([r["baseline"]["bias_only"] for r in folds.values()])
+    expected = pooled_rmse(dot, rating) - pooled_rmse([bias], rating)
+    assert table.loc["dot", "diff_vs_bias_only"] == pytest.approx(expected, rel=1e-6)
+    text = out_md.read_text()
+    assert "2-fold scheme `cv2`" in text and "## Test RMSE per fold" in text
+    assert "`cv2-1`" in text and "`cv2-2`" in text
+
+
+def test_read_metrics_needs_test_scores_unless_told_otherwise(tmp_path):
+    history = fake_metrics([(1e-2, 2)], 0)
+    for key in ("test_rmse", "test_mae", "n_test", "cold"):
+        history.pop(key)
+    path = tmp_path / "history.json"
+    path.write_text(json.dumps(history))
+    assert read_metrics(path, test=False)["best_epoch"] == history["best_epoch"]
+    with pytest.raises(
+        ValueError, match=r"history\.json: missing key\(s\) \['test_rmse', 'test_mae'\]"
+    ):
+        read_metrics(path)
 
 
 def test_summarize_models_rejects_broken_metrics_without_output(tmp_path):
     path = tmp_path / "metrics.json"
-    path.write_text(
-        json.dumps({"best_val_rmse": 0.9, "best_epoch": 1, "n_params": 3, "epochs": [{"epoch": 1}]})
-    )
-    with pytest.raises(ValueError, match=r"epochs\[0\] lacks"):
+    broken = {"val_rmse": 0.9, "best_epoch": 1, "n_params": 3, "history": [{"epoch": 1}]}
+    path.write_text(json.dumps({**broken, "test_rmse": 0.9, "test_mae": 0.7}))
+    with pytest.raises(ValueError, match=r"history\[0\] lacks"):
         read_metrics(path)
-    baselines = tmp_path / "baselines.json"
-    baselines.write_text(json.dumps(BASELINES))
+    run = write_run(tmp_path / "run")
+    inputs = run["inputs"]
+    inputs["metrics_paths"]["dot"][1] = path
     with pytest.raises(ValueError, match="metrics.json"):
         summary.summarize_models(
-            {"dot": path}, baselines, {}, tmp_path / "s.md", tmp_path / "m.csv", "toy", {}, {}
-        )
+            **inputs, benchmarks={}, summary_path=tmp_path / "s.md", csv_path=tmp_path / "m.csv",
+            dataset="toy", split="random", links={}, figures={},
+        )  # fmt: skip
     assert not (tmp_path / "s.md").exists() and not (tmp_path / "m.csv").exists()
 
 
 def test_figures_are_byte_for_byte_reproducible(tmp_path):
-    metrics = {"dot": fake_metrics([(1e-2, 4)], 1)}
+    metrics = {"dot": [fake_metrics([(1e-2, 4)], 1), fake_metrics([(1e-2, 4)], 2)]}
     for run in ("a", "b"):
         fig = plots.comparison_figure(metrics, BASELINES, "toy")
         plots.save_figure(fig, tmp_path / f"{run}.png", tmp_path / f"{run}.svg")

@@ -1,7 +1,7 @@
 """Only stale steps rerun. One finished run of the whole default DAG (ml-latest-small from
 the shared mirror, tests/config/fast.yaml), then dry runs, each in its own copy of the
 finished project with one thing changed: a model's hyperparameter, the library's model
-code, the split seed, a report threshold, the downloaded archive rewritten byte for byte,
+code, the split scheme's seed, a report threshold, the downloaded archive rewritten byte for byte,
 and the execution profile. Each asserts exactly which jobs Snakemake would run.
 """
 
@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow
 DATASET = "ml-latest-small"
 FAST = "tests/config/fast.yaml"
 DATA_RULES = {"download_release", "index_ratings", "split_ratings"}
-TRAINING_RULES = {"compute_baselines", "pretrain_model", "train_model"}
+TRAINING_RULES = {"compute_baselines", "pretrain_model", "train_model", "evaluate_model"}
+MODEL_RULES = {"train_model", "evaluate_model"}
 
 
 def base_args(*configfiles):
@@ -107,9 +108,9 @@ def test_b_model_hyperparameter_reruns_that_model_and_its_reports(clone, rules):
     jobs, out = jobs_in(clone, override)
     ran = Counter(rule for rule, _, _ in jobs)
     models = {wc.get("model") for rule, wc, _ in jobs if "model" in wc}
-    assert ran["train_model"] == 1 and models == {"dot"}, jobs
+    assert ran["train_model"] == 1 and ran["evaluate_model"] == 1 and models == {"dot"}, jobs
     assert not (set(ran) & (DATA_RULES | {"compute_baselines", "pretrain_model"})), ran
-    assert set(ran) - {"train_model"} <= report_rules(rules), ran
+    assert set(ran) - MODEL_RULES <= report_rules(rules), ran
     assert ran["rank_movie_bias"] == 1 and ran["summarize_models"] == 1, ran
 
 
@@ -133,7 +134,7 @@ def test_b_pretrain_base_reruns_its_finetune_too(clone, rules):
     ran = Counter(rule for rule, _, _ in jobs)
     assert "pretrain_model" not in ran, "hybrid_then_dot must still reuse hybrid's checkpoint"
     assert not (set(ran) & (DATA_RULES | {"compute_baselines"})), ran
-    assert set(ran) - {"train_model"} <= report_rules(rules), ran
+    assert set(ran) - MODEL_RULES <= report_rules(rules), ran
     report_models = {wc["model"] for _, wc, _ in jobs if "model" in wc}
     assert report_models == {"hybrid", "hybrid_then_dot"}, report_models
 
@@ -146,18 +147,39 @@ def test_c_model_code_reruns_training_and_reports_not_data(clone, rules):
     ran = Counter(rule for rule, _, _ in jobs)
     assert not (set(ran) & DATA_RULES), ran
     assert ran["train_model"] == 5 and ran["pretrain_model"] >= 1, ran
+    assert ran["evaluate_model"] == 5, ran
     assert "compute_baselines" not in ran, "baselines do not use models.py"
     assert set(ran) & report_rules(rules), ran
 
 
 def test_d_split_seed_reruns_split_training_reports_not_download_index(clone, rules):
-    override = write_override(clone, "seed.yaml", {"split": {"seed": 4242}})
+    override = write_override(clone, "seed.yaml", {"splits": {"random": {"seed": 4242}}})
     jobs, out = jobs_in(clone, override)
     ran = Counter(rule for rule, _, _ in jobs)
     assert "download_release" not in ran and "index_ratings" not in ran, ran
     assert ran["split_ratings"] == 1 and ran["compute_baselines"] == 1, ran
     assert ran["train_model"] == 5 and ran["pretrain_model"] >= 1, ran
+    assert ran["evaluate_model"] == 5, ran
     assert set(ran) & report_rules(rules), ran
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"splits": {"temporal": {"test_fraction": 0.2}}},
+        {"splits": {"cv5": {"k": 10}}},
+        {
+            "splits": {
+                "mine": {"method": "random", "seed": 1, "val_fraction": 0.2, "test_fraction": 0.2}
+            }
+        },
+    ],  # fmt: skip
+    ids=["other-scheme", "kfold-scheme", "new-scheme"],
+)
+def test_d_another_split_scheme_reruns_nothing_here(clone, change):
+    override = write_override(clone, "scheme.yaml", change)
+    jobs, out = jobs_in(clone, override)
+    assert jobs == [], out[-3000:]
 
 
 def test_e_report_threshold_reruns_only_that_report(clone):

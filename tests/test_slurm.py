@@ -126,7 +126,8 @@ def test_dag_runs_as_slurm_jobs_with_gpu_for_training(slurm_cluster, tmp_path):
     printed_local = {rule for rule, _, local in jobs if local}
     assert printed_local <= local_rules, printed_local
     remote_expected = Counter(rule for rule, _, local in jobs if not local)
-    for rule in ("index_ratings", "split_ratings", "compute_baselines", *TRAINING_RULES):
+    for rule in ("index_ratings", "split_ratings", "compute_baselines", "evaluate_model",
+                 *TRAINING_RULES):  # fmt: skip
         assert remote_expected[rule] >= 1, f"{rule} did not run: {executed}"
     assert executed["train_model"] == 5, executed
 
@@ -156,9 +157,9 @@ def test_dag_runs_as_slurm_jobs_with_gpu_for_training(slurm_cluster, tmp_path):
     assert len(run_names) == 1, run_names
 
     # The results are there, and training ran on CPU as the test config pins.
-    results = project / "results" / DATASET
+    results = project / "results" / DATASET / "random"
     assert (results / "reports" / "summary.md").stat().st_size > 0
-    assert len(list((results / "models").glob("*/metrics.json"))) == 5
+    assert len(list((results / "models").glob("*/rep1/metrics.json"))) == 5
 
     # Switching profile reruns nothing: the local profile finds the SLURM results up to date.
     check = subprocess.run(

@@ -4,12 +4,14 @@
 #   snakemake -j2 results/benchmarks/training-ml-latest-small.json
 # Its settings come from `bench:`, the models' from `models:` (all blocks, with
 # their pretrain stages), both through params, so changing either reruns it.
+# It trains on the configured split (its first fold for a k-fold scheme) and
+# reads validation only.
 
 
 rule benchmark_training:
     input:
-        train=rules.split_ratings.output.train,
-        val=rules.split_ratings.output.val,
+        train=f"results/{{dataset}}/{bench_split()}/split/train.parquet",
+        val=f"results/{{dataset}}/{bench_split()}/split/val.parquet",
         users=rules.index_ratings.output.users,
         movies=rules.index_ratings.output.movies,
         code=library("bench.py", "models.py", "training.py"),
@@ -26,6 +28,6 @@ rule benchmark_training:
     params:
         models=config["models"],
         bench=config["bench"],
-        rating_scale=lambda wildcards: dataset_entry(wildcards.dataset)["rating_scale"],
+        rating_scale=rating_scale,
     script:
         "../scripts/benchmark_training.py"

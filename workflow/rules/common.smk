@@ -2,17 +2,31 @@
 import copy
 import os
 import re
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import yaml
 from snakemake.utils import validate
 
+RULES_DIR = Path(workflow.current_basedir)
+sys.path.insert(0, str(RULES_DIR.parent / "scripts"))
+from movierec.config_check import check_config
+
+# Unknown keys (typos) and non-finite numbers first, with the place and the
+# nearest known name; then the schema's types and ranges, which fill defaults in.
+check_config(
+    config,
+    yaml.safe_load((RULES_DIR.parent / "schemas/config.schema.yaml").read_text()),
+)
 validate(config, schema="../schemas/config.schema.yaml")
 
 
 wildcard_constraints:
     dataset=r"[^/]+",
+    split=r"[^/]+",
     model=r"[^/]+",
+    replicate=r"\d+",
 
 
 SYNTHETIC_NAME = re.compile(r"^synthetic-(\d+)([km]?)$")
@@ -87,55 +101,195 @@ MODEL_NAMES = list(config["models"])
 BIAS_MODELS = [m for m in MODEL_NAMES if config["models"][m]["arch"] != "mlp"]
 
 
-def model_settings(model):
+# --- Split schemes (workflow/rules/data.smk) ---------------------------------
+
+SPLITS = config["splits"]
+KFOLD_SCHEMES = [name for name, s in SPLITS.items() if s["method"] == "kfold"]
+FOLD_NAME = re.compile(r"^(?P<scheme>.+)-(?P<fold>\d+)$")
+
+
+def split_scheme(name):
+    """(scheme settings, fold or None) of a split name: a `splits:` entry or `<kfold>-<i>`.
+
+    A k-fold scheme `cv5` is not itself a split: its folds `cv5-1` .. `cv5-5`
+    are, and `results/{dataset}/cv5/reports/summary.md` aggregates them.
+    """
+    if name in SPLITS and SPLITS[name]["method"] != "kfold":
+        return SPLITS[name], None
+    match = FOLD_NAME.match(name)
+    if match and match["scheme"] in KFOLD_SCHEMES:
+        scheme = SPLITS[match["scheme"]]
+        fold = int(match["fold"])
+        if 1 <= fold <= scheme["k"]:
+            return scheme, fold
+        raise ValueError(
+            f"split {name!r}: fold {fold} of the {scheme['k']}-fold scheme "
+            f"{match['scheme']!r} does not exist; expected 1..{scheme['k']}"
+        )
+    if name in KFOLD_SCHEMES:
+        raise ValueError(
+            f"split {name!r} is a k-fold scheme: ask for one fold ({name}-1 .. "
+            f"{name}-{SPLITS[name]['k']}) or for results/<dataset>/{name}/reports/summary.md"
+        )
+    known = ", ".join(sorted(SPLITS))
+    raise ValueError(
+        f"Unknown split {name!r}. Known split schemes: {known} (k-fold ones as "
+        "<name>-<fold>). Add one under `splits:` with --configfile."
+    )
+
+
+def split_names(name):
+    """The splits a scheme name stands for: its folds for k-fold, else itself."""
+    if name in KFOLD_SCHEMES:
+        return [f"{name}-{i}" for i in range(1, SPLITS[name]["k"] + 1)]
+    split_scheme(name)
+    return [name]
+
+
+split_names(config["split"])  # fail at parse time on an unknown split
+
+
+def split_settings(wildcards):
+    """The scheme block split_ratings gets through params (a change reruns that split)."""
+    return split_scheme(wildcards.split)[0]
+
+
+def split_fold(wildcards):
+    return split_scheme(wildcards.split)[1]
+
+
+def split_release_format(wildcards):
+    """A predefined scheme reads files of the release in its own format; else None."""
+    if split_settings(wildcards)["method"] != "predefined":
+        return None
+    return dataset_entry(wildcards.dataset)["format"]
+
+
+def split_inputs(wildcards):
+    """What split_ratings reads: the indexed ratings, plus the release and id maps for predefined."""
+    data = f"results/{wildcards.dataset}/data"
+    inputs = {"ratings": f"{data}/ratings.parquet"}
+    if split_settings(wildcards)["method"] == "predefined":
+        inputs.update(
+            raw=f"results/{wildcards.dataset}/raw",
+            users=f"{data}/users.parquet",
+            movies=f"{data}/movies.parquet",
+        )
+    return inputs
+
+
+# --- Models and replicates (workflow/rules/train.smk) ------------------------
+
+REPLICATES = list(range(1, config["replicates"] + 1))
+#: The replicate the per-model reports (bias ranking, PCA, plots) are drawn from.
+REPORT_REPLICATE = 1
+
+
+def with_replicate_seed(settings, replicate):
+    """Replicate r trains with seed + r - 1, so adding replicates leaves the others as they are."""
+    settings = copy.deepcopy(settings)
+    settings["seed"] = settings["seed"] + int(replicate) - 1
+    return settings
+
+
+def base_settings(model):
     """A model's settings without its pretrain block (that is its own rule)."""
     settings = copy.deepcopy(config["models"][model])
     settings.pop("pretrain", None)
     return settings
 
 
-def pretrain_settings(model):
-    return copy.deepcopy(config["models"][model]["pretrain"])
+def model_settings(wildcards):
+    return with_replicate_seed(base_settings(wildcards.model), wildcards.replicate)
+
+
+def pretrain_settings(wildcards):
+    pretrain = config["models"][wildcards.model]["pretrain"]
+    return with_replicate_seed(pretrain, wildcards.replicate)
+
+
+def rating_scale(wildcards):
+    return dataset_entry(wildcards.dataset)["rating_scale"]
+
+
+def check_pretrain_shapes():
+    """A finetune copies its pretrain's tables, so both need the same n_factors: say so now."""
+    for model, block in config["models"].items():
+        pretrain = block.get("pretrain")
+        if pretrain and pretrain["n_factors"] != block["n_factors"]:
+            raise ValueError(
+                f"models.{model}: n_factors {block['n_factors']} differs from its "
+                f"pretrain's n_factors {pretrain['n_factors']}; the finetune starts from "
+                "the pretrained embeddings, so both must be equal"
+            )
+
+
+check_pretrain_shapes()
+
+
+def reused_pretrain(model):
+    """The model whose checkpoint a finetune starts from when its pretrain block equals it."""
+    wanted = config["models"][model]["pretrain"]
+    for other in MODEL_NAMES:
+        if "pretrain" not in config["models"][other] and base_settings(other) == wanted:
+            return other
+    return None
 
 
 def init_checkpoint(wildcards):
     """The checkpoint a finetune starts from; [] for a model without pretrain.
 
     When the pretrain block equals another model's settings exactly, that
-    model's checkpoint is reused so the DAG trains it once.
+    model's checkpoint (same replicate) is reused so the DAG trains it once.
     """
     model = wildcards.model
     if "pretrain" not in config["models"][model]:
         return []
-    wanted = pretrain_settings(model)
-    for other in MODEL_NAMES:
-        if (
-            "pretrain" not in config["models"][other]
-            and model_settings(other) == wanted
-        ):
-            return f"results/{wildcards.dataset}/models/{other}/model.pt"
-    return f"results/{wildcards.dataset}/models/{model}/pretrain/model.pt"
+    base = f"results/{wildcards.dataset}/{wildcards.split}/models"
+    other = reused_pretrain(model)
+    if other:
+        return f"{base}/{other}/rep{wildcards.replicate}/model.pt"
+    return f"{base}/{model}/rep{wildcards.replicate}/pretrain/model.pt"
 
 
-def model_outputs(dataset):
-    return expand(
-        "results/{dataset}/models/{model}/metrics.json",
-        dataset=dataset,
-        model=MODEL_NAMES,
-    ) + [f"results/{dataset}/models/baselines.json"]
+def replicate_files(name):
+    """Patterns of file `name` of every replicate of {model} (for one job over all of them)."""
+    return [
+        f"results/{{dataset}}/{{split}}/models/{{model}}/rep{r}/{name}"
+        for r in REPLICATES
+    ]
+
+
+def model_dir(dataset, split, model, replicate):
+    return f"results/{dataset}/{split}/models/{model}/rep{replicate}"
+
+
+def model_files(dataset, split, name):
+    """Model -> [file `name` of each replicate], in config order."""
+    return {
+        m: [f"{model_dir(dataset, split, m, r)}/{name}" for r in REPLICATES]
+        for m in MODEL_NAMES
+    }
+
+
+def model_outputs(dataset, split):
+    files = [
+        f for fs in model_files(dataset, split, "metrics.json").values() for f in fs
+    ]
+    return files + [f"results/{dataset}/{split}/models/baselines.json"]
 
 
 # --- Reports (workflow/rules/report.smk) -------------------------------------
 
 
 def model_pattern(models):
-    """A wildcard constraint matching exactly the given model names."""
-    return "|".join(re.escape(m) for m in models)
+    """A wildcard constraint matching exactly the given names (never anything when empty)."""
+    return "|".join(re.escape(m) for m in models) or "(?!)"
 
 
-def model_reports(dataset, model):
+def model_reports(dataset, split, model):
     """Every per-model report of one model: PCA for all, bias ranking and plot for bias models."""
-    base = f"results/{dataset}/reports/{model}"
+    base = f"results/{dataset}/{split}/reports/{model}"
     files = [f"{base}/{name}" for name in ("pca.md", "pca.csv", "pca_scatter.png")]
     files.append(f"{base}/pca_scatter.svg")
     if model in BIAS_MODELS:
@@ -144,74 +298,154 @@ def model_reports(dataset, model):
     return files
 
 
-def dataset_figures(dataset):
-    """Dataset-level figures (title -> PNG); each has an SVG beside it."""
-    base = f"results/{dataset}/reports"
+def dataset_figures(dataset, split):
+    """Split-level figures (title -> PNG); each has an SVG beside it."""
+    base = f"results/{dataset}/{split}/reports"
     return {
         "Learning curves": f"{base}/learning_curves.png",
         "Model comparison": f"{base}/model_comparison.png",
     }
 
 
-def report_files(dataset):
-    """Every report of a dataset except the summary."""
-    files = [f for m in MODEL_NAMES for f in model_reports(dataset, m)]
-    for png in dataset_figures(dataset).values():
+def report_files(dataset, split):
+    """Every report of a split except the summary."""
+    files = [f for m in MODEL_NAMES for f in model_reports(dataset, split, m)]
+    for png in dataset_figures(dataset, split).values():
         files += [png, png[: -len(".png")] + ".svg"]
     return files
 
 
-def pretrain_metrics(wildcards):
-    """Model -> metrics.json of the checkpoint it starts from (pretrain or a reused model)."""
+def report_model_files(wildcards, name):
+    """Model -> file `name` of the replicate the reports are drawn from."""
+    return {
+        m: f"{model_dir(wildcards.dataset, wildcards.split, m, REPORT_REPLICATE)}/{name}"
+        for m in MODEL_NAMES
+    }
+
+
+def report_metrics(wildcards):
+    return report_model_files(wildcards, "metrics.json")
+
+
+def all_metrics(wildcards):
+    return model_files(wildcards.dataset, wildcards.split, "metrics.json")
+
+
+def all_metrics_inputs(wildcards):
+    return flat(all_metrics(wildcards))
+
+
+def all_predictions(wildcards):
+    return model_files(wildcards.dataset, wildcards.split, "test_predictions.parquet")
+
+
+def pretrain_history(wildcards):
+    """Model -> history of the checkpoint it starts from (pretrain or a reused model)."""
     out = {}
     for model in MODEL_NAMES:
-        init = init_checkpoint(SimpleNamespace(dataset=wildcards.dataset, model=model))
+        init = init_checkpoint(
+            SimpleNamespace(
+                dataset=wildcards.dataset,
+                split=wildcards.split,
+                model=model,
+                replicate=REPORT_REPLICATE,
+            )
+        )
         if init:
-            out[model] = str(Path(init).with_name("metrics.json"))
+            out[model] = str(Path(init).with_name("history.json"))
     return out
 
 
-def model_metrics(wildcards):
-    """Model -> metrics.json, in config order."""
-    return {
-        m: f"results/{wildcards.dataset}/models/{m}/metrics.json" for m in MODEL_NAMES
-    }
+def flat(mapping):
+    """The values of a {name: path or [paths]} mapping as one list (for input:)."""
+    out = []
+    for value in mapping.values():
+        out += value if isinstance(value, list) else [value]
+    return out
+
+
+def metrics_inputs(wildcards):
+    return flat(report_metrics(wildcards))
+
+
+def pretrain_inputs(wildcards):
+    return flat(pretrain_history(wildcards))
 
 
 def pipeline_benchmarks(wildcards):
-    """'rule target' -> benchmark file of every job that built a dataset's models."""
-    dataset = wildcards.dataset
+    """'rule target' -> benchmark file of every job that built a split's models."""
+    dataset, split = wildcards.dataset, wildcards.split
+    bench = f"results/benchmarks/{dataset}"
     source = "generate_synthetic" if is_synthetic(dataset) else "download_release"
-    jobs = {}
-    for name in (source, "index_ratings", "split_ratings", "compute_baselines"):
-        jobs[name] = getattr(rules, name).benchmark
+    jobs = {name: f"{bench}/{name}.tsv" for name in (source, "index_ratings")}
+    for name in ("split_ratings", "compute_baselines"):
+        jobs[name] = f"{bench}/{split}/{name}.tsv"
     for model in MODEL_NAMES:
-        init = init_checkpoint(SimpleNamespace(dataset=dataset, model=model))
-        if init and Path(init).parent.name == "pretrain":
-            jobs[f"pretrain_model {model}"] = rules.pretrain_model.benchmark
-        jobs[f"train_model {model}"] = rules.train_model.benchmark
-    return {
-        label: str(path).format(dataset=dataset, model=label.partition(" ")[2])
-        for label, path in jobs.items()
-    }
+        for r in REPLICATES:
+            target = f"{model} rep{r}"
+            wc = SimpleNamespace(dataset=dataset, split=split, model=model, replicate=r)
+            init = init_checkpoint(wc)
+            if init and Path(init).parent.name == "pretrain":
+                jobs[f"pretrain_model {target}"] = (
+                    f"{bench}/{split}/pretrain_model/{model}-rep{r}.tsv"
+                )
+            jobs[f"train_model {target}"] = (
+                f"{bench}/{split}/train_model/{model}-rep{r}.tsv"
+            )
+        jobs[f"evaluate_model {model}"] = f"{bench}/{split}/evaluate_model/{model}.tsv"
+    for peer in PEERS_IN_ALL:
+        jobs[f"fit_peer {peer}"] = f"{bench}/{split}/fit_peer/{peer}.tsv"
+    return jobs
 
 
 def report_benchmarks(wildcards):
-    """'rule target' -> benchmark file of every report job of a dataset."""
-    dataset = wildcards.dataset
+    """'rule target' -> benchmark file of every report job of a split."""
+    bench = f"results/benchmarks/{wildcards.dataset}/{wildcards.split}"
     jobs = {}
     for model in MODEL_NAMES:
         names = ["pca_movie_embeddings"]
         if model in BIAS_MODELS:
             names = ["rank_movie_bias", "pca_movie_embeddings", "plot_bias_vs_mean"]
         for name in names:
-            jobs[f"{name} {model}"] = getattr(rules, name).benchmark
+            jobs[f"{name} {model}"] = f"{bench}/{name}/{model}.tsv"
     for name in ("plot_learning_curves", "plot_model_comparison"):
-        jobs[name] = getattr(rules, name).benchmark
+        jobs[name] = f"{bench}/{name}.tsv"
+    return jobs
+
+
+def summary_benchmarks(wildcards):
+    return pipeline_benchmarks(wildcards) | report_benchmarks(wildcards)
+
+
+def summary_links(wildcards):
     return {
-        label: str(path).format(dataset=dataset, model=label.partition(" ")[2])
-        for label, path in jobs.items()
+        m: model_reports(wildcards.dataset, wildcards.split, m) for m in MODEL_NAMES
     }
+
+
+def summary_figures(wildcards):
+    return dataset_figures(wildcards.dataset, wildcards.split)
+
+
+PEERS_IN_ALL = config["peers_in_all"]
+
+
+def peer_files(wildcards, name):
+    """Peer -> file `name` of each peer `rule all` fits (config `peers_in_all`) on a split."""
+    base = f"results/{wildcards.dataset}/{wildcards.split}/peers"
+    return {p: f"{base}/{p}/{name}" for p in PEERS_IN_ALL}
+
+
+def peer_metrics(wildcards):
+    return peer_files(wildcards, "metrics.json")
+
+
+def peer_metrics_inputs(wildcards):
+    return flat(peer_metrics(wildcards))
+
+
+def peer_predictions(wildcards):
+    return peer_files(wildcards, "test_predictions.parquet")
 
 
 def summary_inputs(wildcards):
@@ -221,18 +455,116 @@ def summary_inputs(wildcards):
     the summary target builds every report), but redrawing one after a
     threshold change does not rewrite the summary, whose content is unchanged.
     """
+    base = f"results/{wildcards.dataset}/{wildcards.split}"
     return {
-        "metrics": list(model_metrics(wildcards).values()),
-        "baselines": f"results/{wildcards.dataset}/models/baselines.json",
+        "metrics": flat(all_metrics(wildcards)),
+        "predictions": flat(all_predictions(wildcards)),
+        "peer_metrics": flat(peer_metrics(wildcards)),
+        "peer_predictions": flat(peer_predictions(wildcards)),
+        "baselines": f"{base}/models/baselines.json",
+        "baseline_predictions": f"{base}/models/baselines_test_predictions.parquet",
+        "test": f"{base}/split/test.parquet",
+        "split": f"{base}/split/split.json",
         "benchmarks": list(pipeline_benchmarks(wildcards).values()),
-        "reports": [ancient(f) for f in report_files(wildcards.dataset)],
+        "reports": [
+            ancient(f) for f in report_files(wildcards.dataset, wildcards.split)
+        ],
         "report_benchmarks": [
             ancient(f) for f in report_benchmarks(wildcards).values()
         ],
     }
 
 
+def fold_splits(wildcards):
+    return split_names(wildcards.split)
+
+
+def fold_files(wildcards, name):
+    """Fold split -> {model: [file `name` of each replicate]}."""
+    return {s: model_files(wildcards.dataset, s, name) for s in fold_splits(wildcards)}
+
+
+def fold_metrics(wildcards):
+    return fold_files(wildcards, "metrics.json")
+
+
+def fold_predictions(wildcards):
+    return fold_files(wildcards, "test_predictions.parquet")
+
+
+def fold_parts(wildcards, name):
+    return {
+        s: f"results/{wildcards.dataset}/{s}/{name}" for s in fold_splits(wildcards)
+    }
+
+
+def fold_baselines(wildcards):
+    return fold_parts(wildcards, "models/baselines.json")
+
+
+def fold_baseline_predictions(wildcards):
+    return fold_parts(wildcards, "models/baselines_test_predictions.parquet")
+
+
+def fold_tests(wildcards):
+    return fold_parts(wildcards, "split/test.parquet")
+
+
+def fold_audits(wildcards):
+    return fold_parts(wildcards, "split/split.json")
+
+
+def fold_inputs(wildcards):
+    """What summarize_folds reads: every fold's metrics, predictions, baselines and test part."""
+    return {
+        "metrics": [f for m in fold_metrics(wildcards).values() for f in flat(m)],
+        "predictions": [
+            f for m in fold_predictions(wildcards).values() for f in flat(m)
+        ],
+        "baselines": flat(fold_baselines(wildcards)),
+        "baseline_predictions": flat(fold_baseline_predictions(wildcards)),
+        "tests": flat(fold_tests(wildcards)),
+        "audits": flat(fold_audits(wildcards)),
+    }
+
+
 def all_targets():
-    """The summary and every report of the configured dataset."""
-    dataset = config["dataset"]
-    return [f"results/{dataset}/reports/summary.md"] + report_files(dataset)
+    """The summary (and for a single split every report) of the configured dataset and split."""
+    dataset, split = config["dataset"], config["split"]
+    summary = f"results/{dataset}/{split}/reports/summary.md"
+    if split in KFOLD_SCHEMES:
+        return [summary]
+    return [summary] + report_files(dataset, split)
+
+
+def bench_split():
+    """The split the training benchmark reads: the configured one (its first fold for k-fold)."""
+    return split_names(config["split"])[0]
+
+
+def print_failed_logs(snakemake_log):
+    """Print the log of each failed job on the console (what --show-failed-logs does).
+
+    Called by `onerror:` in the Snakefile: rule scripts send their errors to
+    their logs, and without a profile Snakemake only names those ("check log
+    file(s)"), so a newcomer's first failure would hide its cause. Snakemake
+    cannot take show-failed-logs from the Snakefile, and it looks for a default
+    profile only beside the Snakefile, outside our fixed layout. Its own log
+    names the failed jobs' logs as `log: <paths> (check log file(s) ...)`.
+    """
+    if workflow.output_settings.show_failed_logs:  # Snakemake has printed them already
+        return
+    logs = [snakemake_log] if isinstance(snakemake_log, str | Path) else snakemake_log
+    text = "".join(
+        Path(f).read_text(errors="replace") for f in logs if Path(f).is_file()
+    )
+    named = re.findall(
+        r"^\s*log: (.+) \(check log file\(s\) for error details\)$", text, re.M
+    )
+    for path in dict.fromkeys(p for paths in named for p in paths.split(", ")):
+        body = (
+            Path(path).read_text(errors="replace")
+            if Path(path).is_file()
+            else "(missing)\n"
+        )
+        print(f"Log of the failed job, {path}:\n{body}", file=sys.stderr, end="")

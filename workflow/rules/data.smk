@@ -68,22 +68,27 @@ rule index_ratings:
         "../scripts/index_ratings.py"
 
 
+# One split scheme (a `splits:` entry, or one fold of a k-fold one) into train,
+# validation and test. The scheme block is the param, so changing a setting
+# reruns that split and what is built on it; other splits are other paths.
 rule split_ratings:
     input:
-        ratings=rules.index_ratings.output.ratings,
-        code=library("split.py"),
+        unpack(split_inputs),
+        code=library("split.py", "formats.py", "index.py", "atomic.py"),
     output:
-        train="results/{dataset}/split/train.parquet",
-        val="results/{dataset}/split/val.parquet",
-        summary="results/{dataset}/split/split.json",
+        train="results/{dataset}/{split}/split/train.parquet",
+        val="results/{dataset}/{split}/split/val.parquet",
+        test="results/{dataset}/{split}/split/test.parquet",
+        summary="results/{dataset}/{split}/split/split.json",
     log:
-        "results/{dataset}/logs/split_ratings.log",
+        "results/{dataset}/{split}/logs/split_ratings.log",
     benchmark:
-        "results/benchmarks/{dataset}/split_ratings.tsv"
+        "results/benchmarks/{dataset}/{split}/split_ratings.tsv"
     conda:
         "../../envs/data.yaml"
     params:
-        seed=config["split"]["seed"],
-        val_fraction=config["split"]["val_fraction"],
+        scheme=split_settings,
+        fold=split_fold,
+        release_format=split_release_format,
     script:
         "../scripts/split_ratings.py"

@@ -3,14 +3,16 @@
 # one reruns that report only; the library modules it imports are inputs, so
 # editing report code reruns the reports (never training).
 
-MODEL_REPORT = "results/{dataset}/reports/{model}"
-DATASET_REPORT = "results/{dataset}/reports"
+MODEL_REPORT = "results/{dataset}/{split}/reports/{model}"
+SPLIT_REPORT = "results/{dataset}/{split}/reports"
+# Per-model reports draw one replicate (the summary covers all of them).
+REPORT_MODEL = f"results/{{dataset}}/{{split}}/models/{{model}}/rep{REPORT_REPLICATE}"
 
 
 rule rank_movie_bias:
     input:
-        model=rules.train_model.output.model,
-        meta=rules.train_model.output.meta,
+        model=f"{REPORT_MODEL}/model.pt",
+        meta=f"{REPORT_MODEL}/model.json",
         movies=rules.index_ratings.output.movies,
         code=library(
             "reports/bias.py",
@@ -35,9 +37,9 @@ rule rank_movie_bias:
             labels={"model": "{model}", "table": "top and bottom (Markdown)"},
         ),
     log:
-        "results/{dataset}/logs/rank_movie_bias/{model}.log",
+        "results/{dataset}/{split}/logs/rank_movie_bias/{model}.log",
     benchmark:
-        "results/benchmarks/{dataset}/rank_movie_bias/{model}.tsv"
+        "results/benchmarks/{dataset}/{split}/rank_movie_bias/{model}.tsv"
     wildcard_constraints:
         model=model_pattern(BIAS_MODELS),
     conda:
@@ -52,8 +54,8 @@ rule rank_movie_bias:
 
 rule pca_movie_embeddings:
     input:
-        model=rules.train_model.output.model,
-        meta=rules.train_model.output.meta,
+        model=f"{REPORT_MODEL}/model.pt",
+        meta=f"{REPORT_MODEL}/model.json",
         movies=rules.index_ratings.output.movies,
         code=library(
             "reports/pca.py",
@@ -88,9 +90,9 @@ rule pca_movie_embeddings:
         ),
         svg=f"{MODEL_REPORT}/pca_scatter.svg",
     log:
-        "results/{dataset}/logs/pca_movie_embeddings/{model}.log",
+        "results/{dataset}/{split}/logs/pca_movie_embeddings/{model}.log",
     benchmark:
-        "results/benchmarks/{dataset}/pca_movie_embeddings/{model}.tsv"
+        "results/benchmarks/{dataset}/{split}/pca_movie_embeddings/{model}.tsv"
     wildcard_constraints:
         model=model_pattern(MODEL_NAMES),
     conda:
@@ -106,8 +108,8 @@ rule pca_movie_embeddings:
 
 rule plot_bias_vs_mean:
     input:
-        model=rules.train_model.output.model,
-        meta=rules.train_model.output.meta,
+        model=f"{REPORT_MODEL}/model.pt",
+        meta=f"{REPORT_MODEL}/model.json",
         movies=rules.index_ratings.output.movies,
         code=library(
             "reports/plots.py",
@@ -126,9 +128,9 @@ rule plot_bias_vs_mean:
         ),
         svg=f"{MODEL_REPORT}/bias_vs_mean.svg",
     log:
-        "results/{dataset}/logs/plot_bias_vs_mean/{model}.log",
+        "results/{dataset}/{split}/logs/plot_bias_vs_mean/{model}.log",
     benchmark:
-        "results/benchmarks/{dataset}/plot_bias_vs_mean/{model}.tsv"
+        "results/benchmarks/{dataset}/{split}/plot_bias_vs_mean/{model}.tsv"
     wildcard_constraints:
         model=model_pattern(BIAS_MODELS),
     conda:
@@ -142,52 +144,54 @@ rule plot_bias_vs_mean:
 
 rule plot_learning_curves:
     input:
-        metrics=lambda wildcards: list(model_metrics(wildcards).values()),
-        pretrain=lambda wildcards: list(pretrain_metrics(wildcards).values()),
+        metrics=metrics_inputs,
+        pretrain=pretrain_inputs,
         baselines=rules.compute_baselines.output.baselines,
         code=library("reports/plots.py", "reports/inputs.py"),
     output:
         png=report(
-            f"{DATASET_REPORT}/learning_curves.png",
+            f"{SPLIT_REPORT}/learning_curves.png",
             caption="../report/learning_curves.rst",
             category="Comparison",
             labels={"figure": "learning curves"},
         ),
-        svg=f"{DATASET_REPORT}/learning_curves.svg",
+        svg=f"{SPLIT_REPORT}/learning_curves.svg",
     log:
-        "results/{dataset}/logs/plot_learning_curves.log",
+        "results/{dataset}/{split}/logs/plot_learning_curves.log",
     benchmark:
-        "results/benchmarks/{dataset}/plot_learning_curves.tsv"
+        "results/benchmarks/{dataset}/{split}/plot_learning_curves.tsv"
     conda:
         "../../envs/report.yaml"
     params:
-        metrics=model_metrics,
-        pretrain=pretrain_metrics,
+        metrics=report_metrics,
+        pretrain=pretrain_history,
     script:
         "../scripts/plot_learning_curves.py"
 
 
 rule plot_model_comparison:
     input:
-        metrics=lambda wildcards: list(model_metrics(wildcards).values()),
+        metrics=all_metrics_inputs,
+        peers=peer_metrics_inputs,
         baselines=rules.compute_baselines.output.baselines,
         code=library("reports/plots.py", "reports/inputs.py"),
     output:
         png=report(
-            f"{DATASET_REPORT}/model_comparison.png",
+            f"{SPLIT_REPORT}/model_comparison.png",
             caption="../report/model_comparison.rst",
             category="Comparison",
             labels={"figure": "model comparison"},
         ),
-        svg=f"{DATASET_REPORT}/model_comparison.svg",
+        svg=f"{SPLIT_REPORT}/model_comparison.svg",
     log:
-        "results/{dataset}/logs/plot_model_comparison.log",
+        "results/{dataset}/{split}/logs/plot_model_comparison.log",
     benchmark:
-        "results/benchmarks/{dataset}/plot_model_comparison.tsv"
+        "results/benchmarks/{dataset}/{split}/plot_model_comparison.tsv"
     conda:
         "../../envs/report.yaml"
     params:
-        metrics=model_metrics,
+        metrics=all_metrics,
+        peers=peer_metrics,
     script:
         "../scripts/plot_model_comparison.py"
 
@@ -195,33 +199,74 @@ rule plot_model_comparison:
 rule summarize_models:
     input:
         unpack(summary_inputs),
-        code=library("reports/summary.py", "reports/inputs.py", "reports/tables.py"),
+        code=library(
+            "reports/summary.py",
+            "reports/inputs.py",
+            "reports/tables.py",
+            "evaluation.py",
+        ),
     output:
         summary=report(
-            f"{DATASET_REPORT}/summary.md",
+            f"{SPLIT_REPORT}/summary.md",
             caption="../report/summary.rst",
             category="Comparison",
             labels={"figure": "summary (Markdown)"},
         ),
         table=report(
-            f"{DATASET_REPORT}/models.csv",
+            f"{SPLIT_REPORT}/models.csv",
             caption="../report/summary.rst",
             category="Comparison",
             labels={"figure": "models table"},
         ),
     log:
-        "results/{dataset}/logs/summarize_models.log",
+        "results/{dataset}/{split}/logs/summarize_models.log",
     benchmark:
-        "results/benchmarks/{dataset}/summarize_models.tsv"
+        "results/benchmarks/{dataset}/{split}/summarize_models.tsv"
+    wildcard_constraints:
+        split=f"(?!(?:{model_pattern(KFOLD_SCHEMES)})$)[^/]+",
     conda:
         "../../envs/report.yaml"
     params:
-        metrics=model_metrics,
-        benchmarks=lambda wildcards: pipeline_benchmarks(wildcards)
-        | report_benchmarks(wildcards),
-        links=lambda wildcards: {
-            m: model_reports(wildcards.dataset, m) for m in MODEL_NAMES
-        },
-        figures=lambda wildcards: dataset_figures(wildcards.dataset),
+        metrics=all_metrics,
+        predictions=all_predictions,
+        peer_metrics=peer_metrics,
+        peer_predictions=peer_predictions,
+        benchmarks=summary_benchmarks,
+        links=summary_links,
+        figures=summary_figures,
     script:
         "../scripts/summarize_models.py"
+
+
+# A k-fold scheme's summary: every fold's models and baselines, mean and sd over
+# folds and replicates, paired comparisons on all ratings (the folds' test parts
+# partition them).
+rule summarize_folds:
+    input:
+        unpack(fold_inputs),
+        code=library(
+            "reports/summary.py",
+            "reports/inputs.py",
+            "reports/tables.py",
+            "evaluation.py",
+        ),
+    output:
+        summary=f"{SPLIT_REPORT}/summary.md",
+        table=f"{SPLIT_REPORT}/models.csv",
+    log:
+        "results/{dataset}/{split}/logs/summarize_folds.log",
+    benchmark:
+        "results/benchmarks/{dataset}/{split}/summarize_folds.tsv"
+    wildcard_constraints:
+        split=model_pattern(KFOLD_SCHEMES),
+    conda:
+        "../../envs/report.yaml"
+    params:
+        metrics=fold_metrics,
+        predictions=fold_predictions,
+        baselines=fold_baselines,
+        baseline_predictions=fold_baseline_predictions,
+        tests=fold_tests,
+        audits=fold_audits,
+    script:
+        "../scripts/summarize_folds.py"

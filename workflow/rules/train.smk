@@ -1,22 +1,27 @@
-# Training: baselines, the five models, and pretrain -> finetune edges.
+# Training: baselines, the five models (each in `replicates` seeds), pretrain ->
+# finetune edges, and the one reading of the test set per trained model.
+# Training rules take train and validation only; evaluate_model, which runs
+# after every choice training made, is the only model rule that reads test.
 
 
 rule compute_baselines:
     input:
         train=rules.split_ratings.output.train,
         val=rules.split_ratings.output.val,
-        code=library("baselines.py"),
+        test=rules.split_ratings.output.test,
+        code=library("baselines.py", "evaluation.py"),
     output:
-        baselines="results/{dataset}/models/baselines.json",
+        baselines="results/{dataset}/{split}/models/baselines.json",
+        predictions="results/{dataset}/{split}/models/baselines_test_predictions.parquet",
     log:
-        "results/{dataset}/logs/compute_baselines.log",
+        "results/{dataset}/{split}/logs/compute_baselines.log",
     benchmark:
-        "results/benchmarks/{dataset}/compute_baselines.tsv"
+        "results/benchmarks/{dataset}/{split}/compute_baselines.tsv"
     conda:
         "../../envs/train.yaml"
     params:
         settings=config["baselines"],
-        rating_scale=lambda wildcards: dataset_entry(wildcards.dataset)["rating_scale"],
+        rating_scale=rating_scale,
     script:
         "../scripts/compute_baselines.py"
 
@@ -29,19 +34,19 @@ rule pretrain_model:
         movies=rules.index_ratings.output.movies,
         code=library("models.py", "training.py", "checkpoint.py"),
     output:
-        model="results/{dataset}/models/{model}/pretrain/model.pt",
-        meta="results/{dataset}/models/{model}/pretrain/model.json",
-        metrics="results/{dataset}/models/{model}/pretrain/metrics.json",
+        model="results/{dataset}/{split}/models/{model}/rep{replicate}/pretrain/model.pt",
+        meta="results/{dataset}/{split}/models/{model}/rep{replicate}/pretrain/model.json",
+        history="results/{dataset}/{split}/models/{model}/rep{replicate}/pretrain/history.json",
     log:
-        "results/{dataset}/logs/pretrain_model/{model}.log",
+        "results/{dataset}/{split}/logs/pretrain_model/{model}-rep{replicate}.log",
     benchmark:
-        "results/benchmarks/{dataset}/pretrain_model/{model}.tsv"
+        "results/benchmarks/{dataset}/{split}/pretrain_model/{model}-rep{replicate}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: 2
     params:
-        settings=lambda wildcards: pretrain_settings(wildcards.model),
-        rating_scale=lambda wildcards: dataset_entry(wildcards.dataset)["rating_scale"],
+        settings=pretrain_settings,
+        rating_scale=rating_scale,
     script:
         "../scripts/pretrain_model.py"
 
@@ -55,18 +60,44 @@ rule train_model:
         init=init_checkpoint,
         code=library("models.py", "training.py", "checkpoint.py"),
     output:
-        model="results/{dataset}/models/{model}/model.pt",
-        meta="results/{dataset}/models/{model}/model.json",
-        metrics="results/{dataset}/models/{model}/metrics.json",
+        model="results/{dataset}/{split}/models/{model}/rep{replicate}/model.pt",
+        meta="results/{dataset}/{split}/models/{model}/rep{replicate}/model.json",
+        history="results/{dataset}/{split}/models/{model}/rep{replicate}/history.json",
     log:
-        "results/{dataset}/logs/train_model/{model}.log",
+        "results/{dataset}/{split}/logs/train_model/{model}-rep{replicate}.log",
     benchmark:
-        "results/benchmarks/{dataset}/train_model/{model}.tsv"
+        "results/benchmarks/{dataset}/{split}/train_model/{model}-rep{replicate}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: 2
     params:
-        settings=lambda wildcards: model_settings(wildcards.model),
-        rating_scale=lambda wildcards: dataset_entry(wildcards.dataset)["rating_scale"],
+        settings=model_settings,
+        rating_scale=rating_scale,
     script:
         "../scripts/train_model.py"
+
+
+# One job per model scores all its replicates: the test part is read once per
+# checkpoint, and a job (whose start-up costs more than scoring ~10k ratings)
+# is saved per replicate. Adding replicates reruns only this cheap step.
+rule evaluate_model:
+    input:
+        models=replicate_files("model.pt"),
+        meta=replicate_files("model.json"),
+        history=replicate_files("history.json"),
+        train=rules.split_ratings.output.train,
+        test=rules.split_ratings.output.test,
+        code=library("evaluation.py", "models.py", "checkpoint.py"),
+    output:
+        metrics=replicate_files("metrics.json"),
+        predictions=replicate_files("test_predictions.parquet"),
+    log:
+        "results/{dataset}/{split}/logs/evaluate_model/{model}.log",
+    benchmark:
+        "results/benchmarks/{dataset}/{split}/evaluate_model/{model}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    params:
+        rating_scale=rating_scale,
+    script:
+        "../scripts/evaluate_model.py"

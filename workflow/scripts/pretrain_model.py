@@ -13,7 +13,7 @@ train_model(
     rating_scale=snakemake.params.rating_scale,
     model_pt=snakemake.output.model,
     model_json=snakemake.output.meta,
-    metrics_json=snakemake.output.metrics,
+    history_json=snakemake.output.history,
     threads=snakemake.threads,
     # Set by the gpu/slurm-gpu profiles; a promised GPU that is not visible is an error.
     gpus=int(snakemake.resources.get("gpu", 0)),

@@ -16,7 +16,7 @@ train_model(
     rating_scale=snakemake.params.rating_scale,
     model_pt=snakemake.output.model,
     model_json=snakemake.output.meta,
-    metrics_json=snakemake.output.metrics,
+    history_json=snakemake.output.history,
     init=init,
     threads=snakemake.threads,
     # Set by the gpu/slurm-gpu profiles; a promised GPU that is not visible is an error.

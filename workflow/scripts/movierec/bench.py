@@ -164,9 +164,8 @@ def subset(ratings, n, generator):
 
 
 def _init_offset(model, train):
-    """fit's data-dependent start of an unbounded model (both loops start alike)."""
-    if model.output.y_range is None and float(model.output.offset) == 0.0:
-        model.output.offset.fill_(float(train.rating.double().mean()))
+    """fit's data-dependent start at the mean rating (both loops start alike)."""
+    models.set_output_offset(model, float(train.rating.double().mean()))
 
 
 def l2_penalty(model, user, movie):
@@ -465,13 +464,13 @@ def train_both(settings, init, train, val, n_users, n_movies, bench, rating_scal
         result = training.fit(
             ours, train, val, phases=truncate_phases(settings["phases"], epochs), **kwargs
         )
-        last = result["epochs"][-1]
+        last = result["history"][-1]
         naive_kwargs = dict(kwargs, batch_size=bench["naive_batch_size"])
         naive_result = naive_fit(
             naive, train, val, lr=bench["naive_lr"], epochs=epochs, **naive_kwargs
         )
         out.update(
-            epochs=len(result["epochs"]),
+            epochs=len(result["history"]),
             val_rmse=last["val_rmse"],
             naive_val_rmse=naive_result["val_rmse"],
             train_seconds=result["train_seconds"],
@@ -484,8 +483,8 @@ def train_both(settings, init, train, val, n_users, n_movies, bench, rating_scal
         ours = naive = None
     if bench["full_schedule"] and (init is None or init[2] is not None):
         full_result = training.fit(full, train, val, phases=settings["phases"], **kwargs)
-        out["full_epochs"] = len(full_result["epochs"])
-        out["full_best_val_rmse"] = full_result["best_val_rmse"]
+        out["full_epochs"] = len(full_result["history"])
+        out["full_best_val_rmse"] = full_result["val_rmse"]
         out["full_train_seconds"] = full_result["train_seconds"]
     else:
         full = None

@@ -19,8 +19,12 @@ Formats (the `format` key of a registry entry):
   header, and pipe-separated latin-1 `u.item` with 19 genre flags.
 
 CRLF line ends are accepted everywhere. Movie files are decoded as UTF-8 when
-they are valid UTF-8 and as latin-1 otherwise (ml-1m is latin-1, the CSV
-releases are UTF-8; a latin-1 file with accents is never valid UTF-8).
+they are valid UTF-8, and as latin-1 when they hold no valid multi-byte UTF-8
+sequence at all (ml-1m's movies.dat and ml-100k's u.item are pure latin-1, the
+CSV releases are UTF-8). A file with both, UTF-8 text and a byte that is not
+UTF-8, mixes encodings and fails naming the line and the byte: decoding it
+whole as latin-1 would garble every other accented title. Ratings files are
+numbers only and must be UTF-8 (in practice ASCII).
 """
 
 import csv
@@ -87,6 +91,16 @@ _VALID = {
     pa.null(): r"^$",
 }
 _NULLS = pacsv.ConvertOptions().null_values  # pyarrow's defaults: "", "NaN", "null", ...
+
+# One valid multi-byte UTF-8 sequence (RFC 3629: no overlong forms, no surrogates,
+# nothing above U+10FFFF). Pure latin-1 text practically never holds one: it
+# would take an accented capital or symbol followed by a C1 control or a
+# symbol such as `©`.
+_UTF8_MULTIBYTE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]"
+    rb"|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf]{2}|\xed[\x80-\x9f][\x80-\xbf]"
+    rb"|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}|\xf4[\x80-\x8f][\x80-\xbf]{2}"
+)
 
 CHUNK_BYTES = 1 << 24  # how much of a file the line locator holds at once
 BLOCK_BYTES = 1 << 24  # pyarrow CSV block: fewer, larger chunks than its 1 MiB default
@@ -306,13 +320,64 @@ def read_movies(fmt, path):
 
 
 def _decode(path):
-    """The bytes of a (small) movies file as UTF-8, and the encoding it was in."""
+    """The bytes of a (small) movies file as UTF-8, and the encoding it was in.
+
+    Valid UTF-8 is taken as is; a file without a single valid multi-byte UTF-8
+    sequence is latin-1 (the older releases); anything else mixes the two and
+    is an error naming the first byte that is not UTF-8.
+    """
     raw = path.read_bytes()
     try:
         raw.decode("utf-8")
         return raw, "utf-8"
-    except UnicodeDecodeError:
-        return raw.decode("latin-1").encode("utf-8"), "latin-1"
+    except UnicodeDecodeError as err:
+        utf8 = _UTF8_MULTIBYTE.search(raw)
+        if utf8 is None:
+            return raw.decode("latin-1").encode("utf-8"), "latin-1"
+        line, text = _line_at(raw, err.start)
+        utf8_line, _ = _line_at(raw, utf8.start())
+        raise ValueError(
+            f"{path}, line {line}: byte 0x{raw[err.start]:02x} at byte offset {err.start} "
+            f"is not valid UTF-8, but line {utf8_line} holds UTF-8 text "
+            f"({utf8.group().decode('utf-8')!r}), so the file mixes encodings "
+            f"(the line reads {text!r}); expected UTF-8 throughout (save the file as UTF-8)"
+        ) from None
+
+
+def _line_at(data, offset):
+    """The 1-based line number and the text of the line holding byte `offset` of `data`."""
+    start = data.rfind(b"\n", 0, offset) + 1
+    end = data.find(b"\n", offset)
+    text = data[start : len(data) if end < 0 else end].rstrip(b"\r")
+    return data.count(b"\n", 0, offset) + 1, text.decode("utf-8", errors="replace")
+
+
+def _first_non_utf8(path):
+    """Line, text, byte offset (0-based) and value of the first byte of `path` not UTF-8.
+
+    Returns None for a valid UTF-8 file. Reads `CHUNK_BYTES` at a time and
+    decodes whole lines only (a multi-byte sequence never spans a newline), so
+    a large file is scanned in C without being held in memory. Only error
+    paths call this.
+    """
+    lines = 0  # newlines before the current part
+    offset = 0  # bytes before the current part
+    carry = b""  # an unfinished line from the previous chunk
+    with open(path, "rb") as handle:
+        while True:
+            block = handle.read(CHUNK_BYTES)
+            data = carry + block
+            cut = data.rfind(b"\n") + 1 if block else len(data)
+            part, carry = data[:cut], data[cut:]
+            try:
+                part.decode("utf-8")
+            except UnicodeDecodeError as err:
+                line, text = _line_at(part, err.start)
+                return lines + line, text, offset + err.start, part[err.start]
+            if not block:
+                return None
+            lines += part.count(b"\n")
+            offset += cut
 
 
 def _csv_header(path, required, expected):
@@ -376,6 +441,9 @@ def _diagnose(source, err, read, parse, keep, data):
     """
     target = (lambda: source.path) if data is None else (lambda: pa.BufferReader(data))
     message = str(err)
+    if "invalid UTF8" in message:
+        _fail_non_utf8(source, data)
+        return
     if "Expected" in message and "columns" in message:
         bad = []
 
@@ -419,12 +487,17 @@ def _diagnose(source, err, read, parse, keep, data):
     column = names[int(match.group(1))] if int(match.group(1)) < len(names) else None
     if column not in keep:
         return
-    strings = pacsv.read_csv(
-        target(),
-        read,
-        parse,
-        pacsv.ConvertOptions(column_types={column: pa.string()}, include_columns=[column]),
-    )[column]
+    try:
+        strings = pacsv.read_csv(
+            target(),
+            read,
+            parse,
+            pacsv.ConvertOptions(column_types={column: pa.string()}, include_columns=[column]),
+        )[column]
+    except pa.ArrowInvalid as again:  # the value that failed to convert is not even UTF-8
+        if "invalid UTF8" in str(again):
+            _fail_non_utf8(source, data)
+        return
     wanted = {"int64": pa.int64(), "float": pa.float32(), "null": pa.null(), "int8": pa.int8()}.get(
         match.group(2)
     )
@@ -436,6 +509,21 @@ def _diagnose(source, err, read, parse, keep, data):
         fail(source, row, f"{value!r} stands inside a `::` separator")
     what = _EXPECTED.get(column, f"a value of type {wanted}")
     fail(source, row, f"{column} {value!r} is not {what}")
+
+
+def _fail_non_utf8(source, data):
+    """Raise the ValueError for a file pyarrow found not to be UTF-8, naming the first bad byte.
+
+    Returns only if no such byte is found (re-encoded `data` is always UTF-8).
+    """
+    found = _first_non_utf8(source.path) if data is None else None
+    if found is not None:
+        line, text, offset, byte = found
+        raise ValueError(
+            f"{source.path}, line {line}: byte 0x{byte:02x} at byte offset {offset} "
+            f"is not valid UTF-8 (the line reads {text!r}); expected UTF-8 text "
+            f"(ids and ratings are plain ASCII numbers) laid out as {source.columns}"
+        ) from None
 
 
 def _first_invalid(strings, wanted):

@@ -13,10 +13,13 @@ dot and hybrid also have ``user_bias`` and ``movie_bias`` (`nn.Embedding(n,
 away for the reports.
 
 Outputs are bounded the fastai way when ``y_range`` is set: ``low + (high -
-low) * sigmoid(score)``, which keeps a ranking model from spending capacity on
-pushing predictions past the rating scale. Without ``y_range`` the score is
-offset by the ``offset`` buffer (training sets it to the mean training rating,
-so an unbounded model starts at the mean instead of at 0).
+low) * sigmoid(score + offset)``, which keeps a ranking model from spending
+capacity on pushing predictions past the rating scale. Without ``y_range`` the
+output is ``score + offset``. Training sets the ``offset`` buffer from the mean
+training rating (`set_output_offset`), so a model starts at the mean, and a
+user or movie never seen in training (raw score about 0) is predicted the
+mean rather than the middle of the scale: with ``y_range`` [0.5, 5.5] a raw 0
+would mean 3.0 where MovieLens' mean is about 3.5.
 """
 
 import contextlib
@@ -53,14 +56,30 @@ class OutputScale(nn.Module):
             self.y_range = (low, high)
         else:
             self.y_range = None
-        # The global offset of an unbounded model; part of the state_dict.
+        # Added to the raw score (inside the sigmoid when bounded); part of the state_dict.
         self.register_buffer("offset", torch.zeros(()))
 
     def forward(self, score):
         if self.y_range is None:
             return score + self.offset
         low, high = self.y_range
-        return torch.sigmoid(score) * (high - low) + low
+        return torch.sigmoid(score + self.offset) * (high - low) + low
+
+
+@torch.no_grad()
+def set_output_offset(model, mean_rating):
+    """Make a raw score of 0 predict `mean_rating` (the mean training rating).
+
+    Unbounded: ``offset = mean``. Bounded: ``offset = logit((mean - low) / (high
+    - low))``, clamped a little inside (0, 1) so a mean at a bound stays finite.
+    """
+    output = model.output
+    if output.y_range is None:
+        output.offset.fill_(float(mean_rating))
+        return
+    low, high = output.y_range
+    p = min(max((float(mean_rating) - low) / (high - low), 1e-4), 1 - 1e-4)
+    output.offset.fill_(float(torch.logit(torch.tensor(p, dtype=torch.float64))))
 
 
 #: Per-thread override of the generator that picks dropout masks (see

@@ -1,7 +1,9 @@
-"""Send a rule's logging and stderr to its Snakemake log file."""
+"""Send a rule's logging and stderr to its Snakemake log file; clean up on SIGTERM."""
 
 import logging
 import sys
+
+from movierec import atomic
 
 
 def setup(log_path, level=logging.INFO):
@@ -9,7 +11,10 @@ def setup(log_path, level=logging.INFO):
 
     Rules run one script per process, so replacing the root handlers is safe.
     Tracebacks land in the log, which is where Snakemake tells users to look.
+    SIGTERM (what Snakemake and SLURM send to cancel a job) is turned into an
+    exception, so every rule's temporary files are removed as on Ctrl-C.
     """
+    atomic.raise_on_sigterm()
     stream = open(log_path, "w", buffering=1)
     sys.stderr = stream
     logging.basicConfig(

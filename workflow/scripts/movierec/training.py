@@ -376,7 +376,7 @@ class DotStep:
             err = score.add_(self.offset).sub_(r)
             return err, err * scale
         low, high = self.y_range
-        sig = score.sigmoid_()
+        sig = score.add_(self.offset).sigmoid_()
         err = sig * (high - low)
         err.add_(low).sub_(r)
         # d pred / d score = (high - low) * sig * (1 - sig)
@@ -714,6 +714,7 @@ def fit(
     seed=1,
     device="cpu",
     max_steps=None,
+    patience=None,
     fused=True,
     progress_every_s=10.0,
 ):
@@ -742,6 +743,9 @@ def fit(
     max_steps : int, optional
         Stop after this many optimizer steps (benchmarks); the last epoch is
         then partial and is validated and recorded like the others.
+    patience : int, optional
+        Early stopping: stop when this many epochs in a row have not improved
+        on the best validation RMSE (None: run the whole schedule).
     fused : bool
         Use the fused step for dot and hybrid models (False: autograd, for
         comparison; the mlp always uses autograd).
@@ -751,12 +755,15 @@ def fit(
     Returns
     -------
     dict
-        The metrics (the ``metrics.json`` content): ``best_val_rmse``,
-        ``best_epoch``, ``n_params``, ``epochs`` (one record per epoch:
+        What training chose and how it went (``history.json``): ``val_rmse``
+        and ``val_mae`` of the kept checkpoint, ``best_epoch`` (the argmin of
+        the per-epoch validation RMSE, the epoch whose weights are kept),
+        ``stopped_epoch``, ``n_params``, ``history`` (one record per epoch:
         ``epoch, phase, lr, train_mse, val_rmse, val_mae, seconds,
         ratings_per_s``; hybrid adds ``val_rmse_linear``, and
-        ``best_val_rmse_linear`` at the top), ``device``, ``engine``,
-        ``train_seconds``.
+        ``val_rmse_linear`` of the kept checkpoint at the top), ``device``,
+        ``engine``, ``train_seconds``. Only validation is seen here: the test
+        set is scored by `movierec.evaluation` after training.
     """
     check_phases(phases)
     batch_size = int(batch_size)
@@ -769,9 +776,8 @@ def fit(
     model.train()
     train = train.to(device)
     val = val.to(device)
-    if model.output.y_range is None and float(model.output.offset) == 0.0:
-        # Data-dependent init of an unbounded model: start at the mean rating.
-        model.output.offset.fill_(float(train.rating.double().mean()))
+    # Data-dependent init: a raw score of 0 (an unseen user or movie) predicts the mean.
+    models.set_output_offset(model, float(train.rating.double().mean()))
     # Worker threads only where a batch has enough work for each (small
     # batches: one thread, whose small operations OpenMP leaves serial anyway).
     threads = torch.get_num_threads() if device.type == "cpu" else 1
@@ -838,23 +844,30 @@ def fit(
                 )
             if best is None or record["val_rmse"] < best[0]:
                 state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                best = (record["val_rmse"], epoch, state)
+                best = (record["val_rmse"], epoch, state, record)
             if max_steps is not None and steps >= max_steps:
+                break
+            if patience is not None and epoch - best[1] >= patience:
+                log.info("early stop after epoch %d: no improvement for %d epochs", epoch, patience)
                 break
     finally:
         engine.finish()
     model.load_state_dict(best[2])
+    kept = best[3]
     result = {
-        "best_val_rmse": best[0],
+        "val_rmse": kept["val_rmse"],
+        "val_mae": kept["val_mae"],
         "best_epoch": best[1],
+        "stopped_epoch": records[-1]["epoch"],
         "n_params": sum(p.numel() for p in model.parameters()),
-        "epochs": records,
+        "history": records,
         "device": str(device),
         "engine": engine.name,
         "train_seconds": train_seconds,
     }
     if hybrid:
-        result["best_val_rmse_linear"] = min(r["val_rmse_linear"] for r in records)
+        # The linear head of the kept checkpoint (not the best linear epoch).
+        result["val_rmse_linear"] = kept["val_rmse_linear"]
     log.info("best epoch %d: val_rmse %.4f", best[1], best[0])
     return result
 
@@ -869,12 +882,15 @@ def train_model(
     rating_scale,
     model_pt,
     model_json,
-    metrics_json,
+    history_json,
     init=None,
     threads=1,
     gpus=0,
 ):
     """What the train_model and pretrain_model rules run: read, build, fit, save.
+
+    Reads training and validation ratings only; the test set is not an input
+    of these rules (see `movierec.evaluation`).
 
     Parameters
     ----------
@@ -886,8 +902,8 @@ def train_model(
     settings : dict
         The model's block of config.yaml (without ``pretrain``).
     rating_scale : (float, float)
-    model_pt, model_json, metrics_json : path
-        Outputs, each written atomically.
+    model_pt, model_json, history_json : path
+        Outputs, each written atomically (``history_json``: what `fit` returns).
     init : path, optional
         A pretrained ``model.pt`` whose embeddings (and biases) initialise
         this model (the finetune half of mlp_then_dot / hybrid_then_dot).
@@ -933,6 +949,7 @@ def train_model(
         loss_weights=settings.get("loss_weights"),
         seed=int(settings.get("seed", 1)),
         device=device,
+        patience=settings.get("patience"),
     )
     meta = {
         "arch": settings["arch"],
@@ -948,9 +965,9 @@ def train_model(
         "device": str(device),
         "threads": torch.get_num_threads(),
         "init": init_info,
-        # How it was trained (metrics.json keeps exactly the issue's fields).
+        # How it was trained (history.json holds what `fit` returns, minus this).
         "engine": metrics.pop("engine"),
     }
     checkpoint.save_model(model, meta, model_pt, model_json)
-    atomic.write_json(metrics_json, metrics)
+    atomic.write_json(history_json, metrics)
     return metrics

@@ -92,16 +92,24 @@ def read_json(path, required=()):
 EPOCH_KEYS = ("epoch", "phase", "lr", "train_mse", "val_rmse", "val_mae")
 
 
-def read_metrics(path):
-    """A model's metrics.json (issue 3 format) with its per-epoch list checked."""
-    metrics = read_json(path, ("best_val_rmse", "best_epoch", "n_params", "epochs"))
-    epochs = metrics["epochs"]
+def read_metrics(path, test=True):
+    """A model's metrics.json (or, with test=False, a history.json) with its history checked.
+
+    metrics.json is what evaluate_model writes: the training history
+    (validation only) plus the test scores; a pretrain stage has only the
+    history, since it is never scored on test.
+    """
+    required = ["val_rmse", "best_epoch", "n_params", "history"]
+    if test:
+        required += ["test_rmse", "test_mae"]
+    metrics = read_json(path, required)
+    epochs = metrics["history"]
     if not isinstance(epochs, list) or not epochs:
-        raise ValueError(f"{path}: `epochs` must be a non-empty list")
+        raise ValueError(f"{path}: `history` must be a non-empty list")
     for i, entry in enumerate(epochs):
         missing = [k for k in EPOCH_KEYS if k not in entry]
         if missing:
-            raise ValueError(f"{path}: epochs[{i}] lacks {missing}; expected {list(EPOCH_KEYS)}")
+            raise ValueError(f"{path}: history[{i}] lacks {missing}; expected {list(EPOCH_KEYS)}")
     return metrics
 
 
@@ -129,10 +137,10 @@ def training_seconds(metrics):
     """Total training time of a model: `train_seconds`, else the sum of epoch times."""
     if metrics.get("train_seconds") is not None:
         return float(metrics["train_seconds"])
-    return float(sum(e.get("seconds") or 0 for e in metrics["epochs"]))
+    return float(sum(e.get("seconds") or 0 for e in metrics["history"]))
 
 
 def ratings_per_second(metrics):
     """Median training throughput over epochs (the first epoch includes warm-up), or None."""
-    rates = [e.get("ratings_per_s") for e in metrics["epochs"] if e.get("ratings_per_s")]
+    rates = [e.get("ratings_per_s") for e in metrics["history"] if e.get("ratings_per_s")]
     return float(np.median(rates)) if rates else None

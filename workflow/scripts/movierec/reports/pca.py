@@ -3,11 +3,14 @@
 Rows are movies, columns are embedding factors. We centre the columns and take
 the leading right-singular vectors as components, so every movie gets
 coordinates (pc1, pc2, ...) that can be plotted and ranked. The 2017 notebook
-fitted PCA on the transposed matrix (factors as rows); its "components" were
-then factor loadings over movies, not coordinates of movies, and the scatter
-it drew mixed the two. Only the most-rated movies enter the fit: an embedding
-learned from a handful of ratings is mostly its random initialisation and
-would add noise directions.
+fitted PCA on the transposed matrix (factors as rows); its ``components_`` are
+still the movies' coordinates, each scaled by 1/s_k (|r| >= 0.99 with ours on
+the same movies), so that was not its fault. Its faults were centring each
+movie across its factors (not each factor across movies), fitting on every
+movie including one-rating ones, and plotting the first 20 movies in index
+order. Here only the most-rated movies enter the fit (an embedding learned
+from a handful of ratings is mostly its random initialisation and would add
+noise directions) and the scatter shows the most-rated ones.
 """
 
 import logging
@@ -102,11 +105,11 @@ def pca_markdown(table, ratios, model, dataset, extremes, n_factors):
         "",
         f"Fitted on the {n_factors}-factor embeddings of the {len(table)} most-rated movies",
         "(rows are movies, columns centred), so each movie gets coordinates on each",
-        "component and `pca.csv` lists them. The 2017 notebook fitted PCA on the",
-        "transposed matrix (factors as rows), which yields each factor's loadings over",
-        "movies rather than the movies' positions; we fit the movies themselves so that",
-        "the ends of a component are movies one can read off. A component's sign is",
-        "arbitrary: read its two ends together.",
+        "component and `pca.csv` lists them. (The 2017 notebook fitted the transposed",
+        "matrix; its components are the same movie coordinates scaled by 1/s_k, but it",
+        "centred each movie across factors instead of each factor across movies, fitted",
+        "every movie including one-rating ones, and plotted the first 20 movies in index",
+        "order.) A component's sign is arbitrary: read its two ends together.",
         "",
         markdown_table(ratio_rows, formats={"explained variance": ".3f", "cumulative": ".3f"}),
     ]

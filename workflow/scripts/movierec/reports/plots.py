@@ -277,8 +277,9 @@ def learning_curves_figure(metrics, pretrain, baselines, dataset):
         Model name -> metrics of the stage it was initialised from (drawn at
         epochs <= 0, shaded), or absent.
     baselines : dict
-        baselines.json content: `global_mean_rmse`, `bias_only_rmse`.
+        baselines.json content (their validation RMSEs are drawn).
     """
+    baselines = {f"{k}_rmse": v["val_rmse"] for k, v in baselines["baselines"].items()}
     n = len(metrics)
     cols = min(3, n)
     rows = math.ceil(n / cols)
@@ -287,26 +288,26 @@ def learning_curves_figure(metrics, pretrain, baselines, dataset):
     top = 1.12 * baselines["global_mean_rmse"]
     low = min(
         [baselines["bias_only_rmse"]]
-        + [min(e["val_rmse"] for e in m["epochs"]) for m in metrics.values()]
-        + [min(math.sqrt(max(e["train_mse"], 0)) for e in m["epochs"]) for m in metrics.values()]
+        + [min(e["val_rmse"] for e in m["history"]) for m in metrics.values()]
+        + [min(math.sqrt(max(e["train_mse"], 0)) for e in m["history"]) for m in metrics.values()]
     )
     for ax, (model, m) in zip(axes, metrics.items(), strict=False):
-        epochs = m["epochs"]
+        epochs = m["history"]
         x = [e["epoch"] for e in epochs]
         pre = pretrain.get(model)
         if pre:
-            shift = max(e["epoch"] for e in pre["epochs"])
-            px = [e["epoch"] - shift for e in pre["epochs"]]
+            shift = max(e["epoch"] for e in pre["history"])
+            px = [e["epoch"] - shift for e in pre["history"]]
             ax.axvspan(min(px) - 0.5, 0.5, color="0.93", zorder=0)
             ax.text(min(px) - 0.4, top, "pretrain", va="top", fontsize=8, color="0.4")
             ax.plot(
                 px,
-                [math.sqrt(max(e["train_mse"], 0)) for e in pre["epochs"]],
+                [math.sqrt(max(e["train_mse"], 0)) for e in pre["history"]],
                 ls="--",
                 color="C0",
                 alpha=0.6,
             )
-            ax.plot(px, [e["val_rmse"] for e in pre["epochs"]], marker=".", color="C1", alpha=0.6)
+            ax.plot(px, [e["val_rmse"] for e in pre["history"]], marker=".", color="C1", alpha=0.6)
         ax.plot(
             x,
             [math.sqrt(max(e["train_mse"], 0)) for e in epochs],
@@ -316,7 +317,7 @@ def learning_curves_figure(metrics, pretrain, baselines, dataset):
         )
         ax.plot(x, [e["val_rmse"] for e in epochs], marker=".", color="C1", label="validation RMSE")
         best = m["best_epoch"]
-        best_rmse = m["best_val_rmse"]
+        best_rmse = m["val_rmse"]
         ax.plot(
             [best],
             [best_rmse],
@@ -324,7 +325,7 @@ def learning_curves_figure(metrics, pretrain, baselines, dataset):
             ms=12,
             color="C3",
             ls="none",
-            label="best epoch",
+            label="kept (best validation) epoch",
             zorder=4,
         )
         ax.annotate(
@@ -375,27 +376,54 @@ def learning_curves_figure(metrics, pretrain, baselines, dataset):
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=5, fontsize=9)
     fig.suptitle(
-        f"Learning curves on {dataset} (dashed verticals: learning-rate phase changes; "
-        f"y axis cut at 1.12x the global-mean RMSE)",
+        f"Learning curves on {dataset}, validation only (dashed verticals: learning-rate "
+        f"phase changes; y axis cut at 1.12x the global-mean RMSE)",
         fontsize=11,
     )
     return fig
 
 
-def comparison_figure(metrics, baselines, dataset):
-    """Validation RMSE of every model against the two baselines, and what each cost to train."""
-    names = sorted(metrics, key=lambda k: metrics[k]["best_val_rmse"])
-    rmse = [metrics[k]["best_val_rmse"] for k in names]
-    seconds = [training_seconds(metrics[k]) for k in names]
+def comparison_figure(metrics, baselines, dataset, peers=None):
+    """Test RMSE (mean and sd over replicates) of every model against the baselines, and its cost.
+
+    Parameters
+    ----------
+    metrics : dict
+        Model name -> list of its replicates' metrics.json contents.
+    baselines : dict
+        baselines.json content (their test RMSEs are drawn).
+    peers : dict, optional
+        Peer name -> its metrics.json (a reference library on the same split),
+        drawn in green and labelled "(peer)".
+    """
+    peers = peers or {}
+    test = {k: np.array([m["test_rmse"] for m in ms]) for k, ms in metrics.items()}
+    test |= {f"{k} (peer)": np.array([m["test_rmse"]]) for k, m in peers.items()}
+    names = sorted(test, key=lambda k: test[k].mean())
+    rmse = [float(test[k].mean()) for k in names]
+    sd = [float(test[k].std(ddof=1)) if len(test[k]) > 1 else 0.0 for k in names]
+    is_peer = [k.endswith(" (peer)") for k in names]
+    seconds = [
+        float(peers[k[: -len(" (peer)")]]["fit_seconds"])
+        if peer
+        else float(np.mean([training_seconds(m) for m in metrics[k]]))
+        for k, peer in zip(names, is_peer, strict=True)
+    ]
+    base = {k: v["test_rmse"] for k, v in baselines["baselines"].items()}
     fig = new_figure(11, 0.55 * len(names) + 2.6)
     left, right = fig.subplots(1, 2, sharey=True, width_ratios=[3, 2])
     ypos = np.arange(len(names))[::-1]  # best on top
     left.hlines(ypos, 0, rmse, color="0.8", lw=2)
-    left.plot(rmse, ypos, "o", color="C1", ms=8, zorder=3)
-    for y, v in zip(ypos, rmse, strict=True):
-        gain = baselines["bias_only_rmse"] - v
+    for y, v, e, peer in zip(ypos, rmse, sd, is_peer, strict=True):
+        left.errorbar(
+            v, y, xerr=e, fmt="D" if peer else "o", color="C2" if peer else "C1", ms=8,
+            capsize=4, zorder=3,
+        )  # fmt: skip
+    for y, v, e in zip(ypos, rmse, sd, strict=True):
+        gain = base["bias_only"] - v
         left.annotate(
-            f"{v:.4f} ({abs(gain):.3f} {'better' if gain > 0 else 'worse'} than bias-only)",
+            f"{v:.4f} ± {e:.4f} ({abs(gain):.3f} {'better' if gain > 0 else 'worse'} "
+            "than bias-only)",
             (v, y),
             xytext=(0, 8),
             textcoords="offset points",
@@ -403,30 +431,31 @@ def comparison_figure(metrics, baselines, dataset):
             fontsize=8,
         )
     for value, label, style in (
-        (baselines["bias_only_rmse"], "bias-only baseline", ":"),
-        (baselines["global_mean_rmse"], "global-mean baseline", "-."),
+        (base["bias_only"], "bias-only baseline", ":"),
+        (base["global_mean"], "global-mean baseline", "-."),
     ):
         left.axvline(value, color="0.3", ls=style, lw=1.2, label=f"{label} ({value:.3f})")
     fig.legend(loc="outside lower center", ncol=2, fontsize=9)
-    lo = min(rmse + [baselines["bias_only_rmse"]])
-    hi = max(rmse + [baselines["global_mean_rmse"]])
+    lo = min([v - e for v, e in zip(rmse, sd, strict=True)] + [base["bias_only"]])
+    hi = max(rmse + [base["global_mean"]])
     span = hi - lo or 0.1
     left.set_xlim(lo - 0.15 * span, hi + 0.1 * span)
     left.set_ylim(-0.6, len(names) - 0.4)
     left.set_yticks(ypos, names)
-    left.set_xlabel("best validation RMSE (stars; lower is better)")
+    n_rep = max(len(ms) for ms in metrics.values())
+    left.set_xlabel(f"test RMSE, mean ± sd over {n_rep} replicate(s) (stars; lower is better)")
     left.grid(axis="x", alpha=0.3)
-    right.barh(ypos, seconds, color="C0", alpha=0.8)
-    for y, s, k in zip(ypos, seconds, names, strict=True):
-        rate = ratings_per_second(metrics[k])
-        text = f"{s:.1f} s" + (f", {rate / 1e6:.2f}M ratings/s" if rate else "")
+    right.barh(ypos, seconds, color=["C2" if p else "C0" for p in is_peer], alpha=0.8)
+    for y, s_, k, peer in zip(ypos, seconds, names, is_peer, strict=True):
+        rate = None if peer else ratings_per_second(metrics[k][0])
+        text = f"{s_:.1f} s" + (f", {rate / 1e6:.2f}M ratings/s" if rate else "")
         right.annotate(
-            text, (s, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=8
+            text, (s_, y), xytext=(3, 0), textcoords="offset points", va="center", fontsize=8
         )
     right.set_xlim(0, max(seconds) * 1.6 if max(seconds) > 0 else 1)
-    right.set_xlabel("training time (s)")
+    right.set_xlabel("training time (s, mean over replicates)")
     right.grid(axis="x", alpha=0.3)
-    fig.suptitle(f"Model comparison on {dataset}", fontsize=12)
+    fig.suptitle(f"Model comparison on {dataset} (test set)", fontsize=12)
     return fig
 
 
@@ -518,26 +547,35 @@ def plot_learning_curves(
     metrics_paths : dict
         Model name -> metrics.json, in panel order.
     pretrain_paths : dict
-        Model name -> metrics.json of the stage it was initialised from.
+        Model name -> history.json (or metrics.json) of the stage it was initialised from.
     baselines_path : path
         baselines.json, drawn as reference lines.
     """
     from movierec.reports.inputs import read_json, read_metrics
 
     metrics = {m: read_metrics(p) for m, p in metrics_paths.items()}
-    pretrain = {m: read_metrics(p) for m, p in pretrain_paths.items()}
-    baselines = read_json(baselines_path, ("global_mean_rmse", "bias_only_rmse"))
+    pretrain = {m: read_metrics(p, test=False) for m, p in pretrain_paths.items()}
+    baselines = read_json(baselines_path, ("baselines",))
     save_figure(learning_curves_figure(metrics, pretrain, baselines, dataset), png_path, svg_path)
     log.info("learning curves of %d models", len(metrics))
 
 
-def plot_model_comparison(metrics_paths, baselines_path, png_path, svg_path, dataset):
-    """Write model_comparison.png/.svg: validation RMSE against the baselines, and training time."""
+def plot_model_comparison(
+    metrics_paths, baselines_path, png_path, svg_path, dataset, peer_paths=None
+):
+    """Write model_comparison.png/.svg: test RMSE against the baselines, and training time.
+
+    `metrics_paths` maps each model to its replicates' metrics.json files,
+    `peer_paths` each peer to its metrics.json.
+    """
     from movierec.reports.inputs import read_json, read_metrics
 
-    metrics = {m: read_metrics(p) for m, p in metrics_paths.items()}
-    baselines = read_json(baselines_path, ("global_mean_rmse", "bias_only_rmse"))
-    save_figure(comparison_figure(metrics, baselines, dataset), png_path, svg_path)
+    metrics = {m: [read_metrics(p) for p in ps] for m, ps in metrics_paths.items()}
+    peers = {
+        p: read_json(path, ("test_rmse", "fit_seconds")) for p, path in (peer_paths or {}).items()
+    }
+    baselines = read_json(baselines_path, ("baselines",))
+    save_figure(comparison_figure(metrics, baselines, dataset, peers), png_path, svg_path)
     log.info("compared %d models", len(metrics))
 
 

@@ -1,8 +1,15 @@
-"""The summary of a dataset's run: one row per model and baseline, links, time and memory per rule.
+"""The summary of a split's run (or of a k-fold scheme's folds): test RMSE first, with spread.
 
-The summary is built from metrics, baselines and Snakemake's benchmark files
-only. It links to the per-model reports without reading them, which is why the
-workflow lists those reports as `ancient()` inputs: they must exist, but
+Every model row leads with its **test** RMSE, mean ± sd over replicates (and
+folds), because the test part is read once, after every choice was made on
+validation. Differences between models are reported as paired comparisons on
+the same test rows (`movierec.evaluation.bootstrap_rmse_difference`), so a
+reader can tell a real margin from split noise. The split audit (rows per
+part, users and movies training never saw, and for temporal splits that no
+training rating is later than the cutoff) says what kind of test it was.
+
+The summary links to the per-model reports without reading them, which is why
+the workflow lists those reports as `ancient()` inputs: they must exist, but
 re-rendering one (say, after a threshold change) does not redo the summary.
 """
 
@@ -11,8 +18,10 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from movierec import evaluation
 from movierec.atomic import atomic_path, write_text
 from movierec.reports.inputs import (
     ratings_per_second,
@@ -28,63 +37,116 @@ log = logging.getLogger(__name__)
 CSV_COLUMNS = [
     "model",
     "kind",
-    "best_val_rmse",
-    "best_val_mae",
+    "runs",
+    "test_rmse",
+    "test_rmse_sd",
+    "test_mae",
+    "test_mae_sd",
+    "val_rmse",
+    "val_rmse_sd",
     "best_epoch",
+    "test_rmse_unseen_user",
+    "test_rmse_unseen_movie",
+    "diff_vs_best",
+    "diff_vs_best_low",
+    "diff_vs_best_high",
+    "diff_vs_bias_only",
+    "diff_vs_bias_only_low",
+    "diff_vs_bias_only_high",
     "n_params",
     "train_seconds",
     "ratings_per_s",
     "device",
-    "rmse_gain_vs_bias_only",
 ]
+BASELINE_LABELS = {"global_mean": "global mean", "bias_only": "bias only"}
 
 
-def best_epoch_mae(metrics):
-    """Validation MAE at the best epoch (by RMSE); NaN when that epoch is not in the list."""
-    for entry in reversed(metrics["epochs"]):
-        if entry["epoch"] == metrics["best_epoch"]:
-            return float(entry["val_mae"])
-    return math.nan
+def _mean_sd(values):
+    values = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    if values.size == 0:
+        return math.nan, math.nan
+    return float(values.mean()), float(values.std(ddof=1)) if values.size > 1 else math.nan
 
 
-def models_table(metrics, baselines):
-    """models.csv rows: each model in the given order, then the two baselines.
+def _cold(runs, key):
+    return _mean_sd([(r.get("cold") or {}).get(key, {}).get("rmse") for r in runs])[0]
+
+
+def _row(name, kind, runs):
+    """One models.csv row from a model's (or baseline's) runs: replicates x folds."""
+    test, test_sd = _mean_sd([r["test_rmse"] for r in runs])
+    mae, mae_sd = _mean_sd([r["test_mae"] for r in runs])
+    val, val_sd = _mean_sd([r["val_rmse"] for r in runs])
+    row = {
+        "model": name,
+        "kind": kind,
+        "runs": len(runs),
+        "test_rmse": test,
+        "test_rmse_sd": test_sd,
+        "test_mae": mae,
+        "test_mae_sd": mae_sd,
+        "val_rmse": val,
+        "val_rmse_sd": val_sd,
+        "test_rmse_unseen_user": _cold(runs, "unseen_user"),
+        "test_rmse_unseen_movie": _cold(runs, "unseen_movie"),
+    }
+    if kind == "model":
+        epochs = sorted(int(r["best_epoch"]) for r in runs)
+        row.update(
+            best_epoch="/".join(str(e) for e in epochs),
+            n_params=int(runs[0]["n_params"]),
+            train_seconds=float(np.mean([training_seconds(r) for r in runs])),
+            ratings_per_s=ratings_per_second(runs[0]),
+            device=runs[0].get("device"),
+        )
+    if kind == "peer":
+        row.update(
+            train_seconds=float(np.mean([r["fit_seconds"] for r in runs])),
+            device=f"{runs[0]['library']} {runs[0]['library_version']}",
+        )
+    return row
+
+
+def squared_errors(predictions, rating):
+    """Per-row squared error averaged over a model's runs (each an aligned prediction array)."""
+    return np.mean([(np.asarray(p) - rating) ** 2 for p in predictions], axis=0)
+
+
+def models_table(runs, baselines, sq_errors, peers=None):
+    """models.csv: one row per model, peer and baseline, with paired differences.
 
     Parameters
     ----------
-    metrics : dict
-        Model name -> metrics.json content.
+    runs : dict
+        Model name -> list of metrics.json contents (replicates, folds).
     baselines : dict
-        baselines.json content.
+        Baseline name -> list of its baselines.json entries (one per fold).
+    sq_errors : dict
+        Model, peer or baseline name -> per-row squared test error on the same
+        rows (averaged over replicates), for the paired comparisons.
+    peers : dict, optional
+        Peer name -> list of its metrics.json contents (one per fold): the
+        reference libraries fitted on the same split (kind "peer").
     """
-    bias_only = float(baselines["bias_only_rmse"])
-    rows = []
-    for model, m in metrics.items():
-        rows.append(
-            {
-                "model": model,
-                "kind": "model",
-                "best_val_rmse": float(m["best_val_rmse"]),
-                "best_val_mae": best_epoch_mae(m),
-                "best_epoch": int(m["best_epoch"]),
-                "n_params": int(m["n_params"]),
-                "train_seconds": training_seconds(m),
-                "ratings_per_s": ratings_per_second(m),
-                "device": m.get("device"),
-                "rmse_gain_vs_bias_only": bias_only - float(m["best_val_rmse"]),
-            }
-        )
-    for name, key in (("global mean", "global_mean_rmse"), ("bias only", "bias_only_rmse")):
-        rows.append(
-            {
-                "model": name,
-                "kind": "baseline",
-                "best_val_rmse": float(baselines[key]),
-                "rmse_gain_vs_bias_only": bias_only - float(baselines[key]),
-            }
-        )
+    peers = peers or {}
+    rows = [_row(m, "model", r) for m, r in runs.items()]
+    rows += [_row(p, "peer", r) for p, r in peers.items()]
+    rows += [_row(BASELINE_LABELS.get(b, b), "baseline", r) for b, r in baselines.items()]
     table = pd.DataFrame(rows, columns=CSV_COLUMNS)
-    return table.astype({"best_epoch": "Int64", "n_params": "Int64"})
+    keys = list(runs) + list(peers) + list(baselines)
+    models_only = table[table["kind"] == "model"]
+    best = keys[int(models_only["test_rmse"].idxmin())] if len(models_only) else None
+    for i, key in enumerate(keys):
+        for ref, column in ((best, "diff_vs_best"), ("bias_only", "diff_vs_bias_only")):
+            if ref is None or ref not in sq_errors or ref == key:
+                continue
+            cmp = evaluation.bootstrap_rmse_difference(sq_errors[key], sq_errors[ref])
+            table.loc[i, [column, f"{column}_low", f"{column}_high"]] = (
+                cmp["diff"],
+                cmp["low"],
+                cmp["high"],
+            )
+    return table.astype({"n_params": "Int64", "runs": "Int64"}), best
 
 
 def benchmark_table(benchmarks):
@@ -111,55 +173,206 @@ def _rate(value):
     return f"{value / 1e6:.2f}M" if value >= 1e6 else f"{value / 1e3:.1f}k"
 
 
+def _pm(mean, sd):
+    if pd.isna(mean):
+        return "-"
+    return f"{mean:.4f}" if pd.isna(sd) else f"{mean:.4f} ± {sd:.4f}"
+
+
+def _pm_column(table, column):
+    return [_pm(m, s) for m, s in zip(table[column], table[f"{column}_sd"], strict=True)]
+
+
+def _interval(row, column):
+    if pd.isna(row[column]):
+        return "-"
+    return f"{row[column]:+.4f} [{row[f'{column}_low']:+.4f}, {row[f'{column}_high']:+.4f}]"
+
+
 def _link(path, base):
     return os.path.relpath(path, base).replace(os.sep, "/")
 
 
-def summary_markdown(table, bench, dataset, links, figures, base):
-    """summary.md: the models table, figures, per-model report links and the rule timings."""
-    shown = table.drop(columns=["kind"]).rename(
-        columns={
-            "best_val_rmse": "val RMSE",
-            "best_val_mae": "val MAE",
-            "best_epoch": "epoch",
-            "n_params": "params",
-            "train_seconds": "train s",
-            "ratings_per_s": "ratings/s",
-            "rmse_gain_vs_bias_only": "gain vs bias-only",
+def results_markdown(table, best, what):
+    """The lead sentence and the models table of a summary."""
+    shown = pd.DataFrame(
+        {
+            "model": table["model"],
+            "kind": table["kind"],
+            "test RMSE": _pm_column(table, "test_rmse"),
+            "test MAE": _pm_column(table, "test_mae"),
+            "val RMSE": _pm_column(table, "val_rmse"),
+            "vs best (95% CI)": [_interval(r, "diff_vs_best") for _, r in table.iterrows()],
+            "vs bias-only (95% CI)": [
+                _interval(r, "diff_vs_bias_only") for _, r in table.iterrows()
+            ],
+            "unseen-user RMSE": table["test_rmse_unseen_user"],
+            "unseen-movie RMSE": table["test_rmse_unseen_movie"],
+            "kept epoch": table["best_epoch"].fillna("-"),
+            "params": table["n_params"],
+            "train s": table["train_seconds"],
+            "ratings/s": table["ratings_per_s"].map(_rate),
         }
     )
-    shown["ratings/s"] = shown["ratings/s"].map(_rate)
+    lines = []
     models = table[table["kind"] == "model"]
-    lines = [f"# Models on `{dataset}`", ""]
-    if len(models):
-        best = models.loc[models["best_val_rmse"].idxmin()]
+    if best is not None:
+        row = table[table["model"] == best].iloc[0]
+        bias = table[table["model"] == BASELINE_LABELS["bias_only"]]
         lines += [
-            f"Best validation RMSE: **{best['model']}**, {best['best_val_rmse']:.4f} "
-            f"({best['rmse_gain_vs_bias_only']:+.4f} against the bias-only baseline). "
-            "Validation metrics are on the held-out split, at each model's best epoch; "
-            "`ratings/s` is the median training throughput over epochs.",
+            f"Lowest test RMSE: **{best}**, {_pm(row['test_rmse'], row['test_rmse_sd'])} "
+            f"(mean ± sd over {int(row['runs'])} {what}).",
             "",
         ]
+        if len(bias):
+            b = bias.iloc[0]
+            lines += [
+                f"Against the bias-only baseline ({b['test_rmse']:.4f}): "
+                f"{_interval(row, 'diff_vs_bias_only')} (RMSE difference, paired 95% "
+                "interval over the same test rows).",
+                "",
+            ]
+        close = [
+            r["model"]
+            for _, r in models.iterrows()
+            if r["model"] != best
+            and not pd.isna(r["diff_vs_best_low"])
+            and r["diff_vs_best_low"] <= 0
+        ]
+        if close:
+            lines += [
+                "Not distinguishable from it on this test set (the paired interval of the "
+                f"difference includes 0): {', '.join(close)}.",
+                "",
+            ]
     lines += [
+        "How to read this: the test part is read once, after training, by its own rule;",
+        "every choice (the kept epoch, early stopping, the defaults) was made on validation.",
+        "Rows of kind `peer` are the field's reference libraries (Surprise, myFM) fitted",
+        "by their own code on the same train part and scored on the same test rows.",
+        "`vs best` and `vs bias-only` are test RMSE differences (positive: worse) with a",
+        "95% paired interval over the same test rows (bootstrap of rows; replicates'",
+        "squared errors averaged per row). Unseen-user/movie RMSE: test rows whose user",
+        "or movie has no training rating. `kept epoch`: the best validation epoch of",
+        "each run.",
+        "",
         markdown_table(
             shown,
             formats={
-                "val RMSE": ".4f",
-                "val MAE": ".4f",
+                "unseen-user RMSE": ".4f",
+                "unseen-movie RMSE": ".4f",
                 "train s": ".1f",
-                "gain vs bias-only": "+.4f",
             },
         ),
-        "The same rows are in `models.csv`.",
-        "",
-        "## Figures",
+        "The same rows, with every number, are in `models.csv`.",
         "",
     ]
+    return lines
+
+
+def audit_markdown(audit):
+    """The split audit: rows per part, unseen users and movies, and the temporal leak check."""
+    rows = []
+    for part in ("train", "val", "test"):
+        row = {"part": part, "ratings": audit.get(f"n_{part}")}
+        if part != "train":
+            row["unseen users"] = audit.get(f"{part}_unseen_users")
+            row["unseen movies"] = audit.get(f"{part}_unseen_movies")
+            row["rows with unseen user"] = audit.get(f"{part}_rows_with_unseen_user")
+            row["rows with unseen movie"] = audit.get(f"{part}_rows_with_unseen_movie")
+        rows.append({k: "-" if v is None else str(v) for k, v in row.items()})
+    settings = {k: v for k, v in audit.items() if k in ("method", "fold") and v is not None}
+    settings.update(audit.get("scheme") or {})
+    lines = [
+        "## Split audit",
+        "",
+        "Scheme: " + ", ".join(f"{k} `{v}`" for k, v in settings.items()) + ".",
+        "",
+        markdown_table(pd.DataFrame(rows)),
+    ]
+    if audit.get("method") == "temporal":
+        verdict = "yes" if audit["leak_free"] else "**NO**"
+        lines += [
+            f"No training rating is later than a validation or test one: {verdict} "
+            f"(latest training timestamp {audit.get('train_max_timestamp')}, earliest test "
+            f"timestamp {audit.get('test_min_timestamp')}).",
+            "",
+        ]
+    return lines
+
+
+def _write(table, csv_path, summary_path, lines):
+    with atomic_path(csv_path) as tmp:
+        table.to_csv(tmp, index=False)
+    write_text(summary_path, "\n".join(lines))
+
+
+def summarize_models(
+    *,
+    metrics_paths,
+    predictions_paths,
+    baselines_path,
+    baseline_predictions_path,
+    test_path,
+    split_path,
+    benchmarks,
+    peer_metrics_paths=None,
+    peer_predictions_paths=None,
+    summary_path,
+    csv_path,
+    dataset,
+    split,
+    links,
+    figures,
+):
+    """Write summary.md and models.csv of one split.
+
+    Parameters
+    ----------
+    metrics_paths, predictions_paths : dict
+        Model name -> its replicates' metrics.json / test_predictions.parquet,
+        in the order the table should list them.
+    peer_metrics_paths, peer_predictions_paths : dict, optional
+        Peer name -> its metrics.json / test_predictions.parquet.
+    baselines_path, baseline_predictions_path : path
+        What compute_baselines wrote.
+    test_path, split_path : path
+        The test part (its ratings, for the paired comparisons) and split.json.
+    benchmarks : dict
+        "rule target" -> Snakemake benchmark TSV.
+    summary_path, csv_path : path
+        Outputs, written atomically.
+    links : dict
+        Model name -> its report files, linked relative to the summary.
+    figures : dict
+        Figure title -> path of a split-level figure.
+    """
+    rating = evaluation.read_part(test_path, ("rating",))["rating"]
+    runs = {m: [read_metrics(p) for p in ps] for m, ps in metrics_paths.items()}
+    sq = {
+        m: squared_errors([evaluation.read_predictions(p, len(rating)) for p in ps], rating)
+        for m, ps in predictions_paths.items()
+    }
+    baselines = read_json(baselines_path, ("baselines",))["baselines"]
+    base_pred = pd.read_parquet(baseline_predictions_path)
+    for name in baselines:
+        sq[name] = (base_pred[name].to_numpy(np.float64) - rating) ** 2
+    peers = {p: [read_json(path)] for p, path in (peer_metrics_paths or {}).items()}
+    for p, path in (peer_predictions_paths or {}).items():
+        sq[p] = (evaluation.read_predictions(path, len(rating)) - rating) ** 2
+    table, best = models_table(runs, {k: [v] for k, v in baselines.items()}, sq, peers)
+    audit = read_json(split_path)
+    n_rep = max(len(r) for r in runs.values())
+    lines = [f"# Models on `{dataset}`, split `{split}`", ""]
+    lines += results_markdown(table, best, f"replicate{'s' if n_rep > 1 else ''}")
+    lines += audit_markdown(audit)
+    base = os.path.dirname(os.path.abspath(summary_path))
+    lines += ["## Figures", ""]
     for name, path in figures.items():
-        lines.append(f"- [{name}]({_link(path, base)})")
-    lines += ["", "## Per-model reports", ""]
+        lines.append(f"- [{name}]({_link(os.path.abspath(path), base)})")
+    lines += ["", "## Per-model reports (replicate 1)", ""]
     for model, files in links.items():
-        items = ", ".join(f"[{Path(p).name}]({_link(p, base)})" for p in files)
+        items = ", ".join(f"[{Path(p).name}]({_link(os.path.abspath(p), base)})" for p in files)
         lines.append(f"- **{model}**: {items}")
     lines += [
         "",
@@ -169,41 +382,100 @@ def summary_markdown(table, bench, dataset, links, figures, base):
         "largest resident memory of the job's processes. Report rules are listed as they",
         "were when this summary was written.",
         "",
-        markdown_table(bench, formats={"seconds": ".2f", "peak RSS (MiB)": ".0f"}),
+        markdown_table(
+            benchmark_table(benchmarks), formats={"seconds": ".2f", "peak RSS (MiB)": ".0f"}
+        ),
     ]
-    return "\n".join(lines)
+    _write(table, csv_path, summary_path, lines)
+    log.info("summarised %d models over %d replicate(s)", len(runs), n_rep)
+    return table
 
 
-def summarize_models(
-    metrics_paths, baselines_path, benchmarks, summary_path, csv_path, dataset, links, figures
+def summarize_folds(
+    *,
+    metrics_paths,
+    predictions_paths,
+    baselines_paths,
+    baseline_predictions_paths,
+    test_paths,
+    audit_paths,
+    summary_path,
+    csv_path,
+    dataset,
+    scheme,
 ):
-    """Write summary.md and models.csv.
+    """Write the summary.md and models.csv of a k-fold scheme from its folds.
 
-    Parameters
-    ----------
-    metrics_paths : dict
-        Model name -> metrics.json, in the order the table should list them.
-    baselines_path : path
-        baselines.json.
-    benchmarks : dict
-        "rule target" -> Snakemake benchmark TSV.
-    summary_path, csv_path : path
-        Outputs, written atomically.
-    dataset : str
-    links : dict
-        Model name -> its report files, linked relative to the summary.
-    figures : dict
-        Figure title -> path of a dataset-level figure.
+    Parameters are keyed by fold split name (``cv5-1`` ...); the metrics and
+    predictions values are {model: [replicate paths]}. Means and sds are over
+    every (fold, replicate) run; paired comparisons use all folds' test rows
+    together (the folds' test parts partition the ratings).
     """
-    metrics = {model: read_metrics(path) for model, path in metrics_paths.items()}
-    baselines = read_json(baselines_path, ("global_mean_rmse", "bias_only_rmse"))
-    table = models_table(metrics, baselines)
-    bench = benchmark_table(benchmarks)
-    with atomic_path(csv_path) as tmp:
-        table.to_csv(tmp, index=False)
-    base = os.path.dirname(os.path.abspath(summary_path))
-    links = {m: [os.path.abspath(p) for p in files] for m, files in links.items()}
-    figures = {name: os.path.abspath(p) for name, p in figures.items()}
-    write_text(summary_path, summary_markdown(table, bench, dataset, links, figures, base))
-    log.info("summarised %d models and %d benchmark files", len(metrics), len(bench))
+    folds = list(metrics_paths)
+    ratings = {f: evaluation.read_part(test_paths[f], ("rating",))["rating"] for f in folds}
+    models = list(metrics_paths[folds[0]])
+    runs = {m: [read_metrics(p) for f in folds for p in metrics_paths[f][m]] for m in models}
+    sq = {
+        m: np.concatenate(
+            [
+                squared_errors(
+                    [
+                        evaluation.read_predictions(p, len(ratings[f]))
+                        for p in predictions_paths[f][m]
+                    ],
+                    ratings[f],
+                )
+                for f in folds
+            ]
+        )
+        for m in models
+    }
+    fold_baselines = {f: read_json(baselines_paths[f], ("baselines",))["baselines"] for f in folds}
+    names = list(fold_baselines[folds[0]])
+    baselines = {b: [fold_baselines[f][b] for f in folds] for b in names}
+    for b in names:
+        sq[b] = np.concatenate(
+            [
+                (
+                    pd.read_parquet(baseline_predictions_paths[f])[b].to_numpy(np.float64)
+                    - ratings[f]
+                )
+                ** 2
+                for f in folds
+            ]
+        )
+    table, best = models_table(runs, baselines, sq)
+    per_fold = pd.DataFrame(
+        {
+            "model": models + [BASELINE_LABELS.get(b, b) for b in names],
+            **{
+                f: [
+                    float(np.mean([read_metrics(p)["test_rmse"] for p in metrics_paths[f][m]]))
+                    for m in models
+                ]
+                + [fold_baselines[f][b]["test_rmse"] for b in names]
+                for f in folds
+            },
+        }
+    )
+    n_rep = len(metrics_paths[folds[0]][models[0]])
+    lines = [f"# Models on `{dataset}`, {len(folds)}-fold scheme `{scheme}`", ""]
+    lines += results_markdown(table, best, f"runs: {len(folds)} folds x {n_rep} replicate(s)")
+    lines += [
+        "## Test RMSE per fold (mean over replicates)",
+        "",
+        markdown_table(per_fold, formats={f: ".4f" for f in folds}),
+        "## Folds",
+        "",
+    ]
+    for f in folds:
+        audit = read_json(audit_paths[f])
+        lines.append(
+            f"- `{f}`: {audit.get('n_train')} train, {audit.get('n_val')} validation, "
+            f"{audit.get('n_test')} test ratings; {audit.get('test_unseen_movies')} test "
+            "movies unseen in training"
+        )
+    lines.append("")
+    _write(table, csv_path, summary_path, lines)
+    log.info("summarised %d folds of %s", len(folds), scheme)
     return table
