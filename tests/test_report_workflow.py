@@ -147,9 +147,10 @@ def test_ml_latest_small_reports_exist_and_parse(ml_small_run):
     summary = (reports / "summary.md").read_text()
     best = ours.loc[ours["test_rmse"].idxmin()]
     assert summary.splitlines()[2].startswith(
-        f"Lowest test RMSE: **{best['model']}**, {best['test_rmse']:.4f} ± "
+        f"Lowest test RMSE of our models: **{best['model']}**, {best['test_rmse']:.4f} ± "
     ), summary[:400]
     assert "## Split audit" in summary
+    assert "Best peer (a reference library on the same split): **myfm_bfm_implicit**" in summary
     for model in MODELS:
         assert f"| {model} " in summary and f"({model}/pca.md)" in summary
     assert "| train_model" in summary and "| rank_movie_bias" in summary

@@ -562,7 +562,7 @@ def test_summarize_models_writes_table_links_and_timings(tmp_path):
     assert "(dot/movie_bias.md)" in text and "(mlp/pca.md)" in text
     assert "(learning_curves.png)" in text
     assert "| train_model   | dot    |" in text and "812" in text and "12.25" in text
-    assert "Lowest test RMSE: **mlp**" in text
+    assert "Lowest test RMSE of our models: **mlp**" in text
     assert "## Split audit" in text and "method `random`" in text
 
 

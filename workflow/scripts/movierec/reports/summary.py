@@ -220,10 +220,20 @@ def results_markdown(table, best, what):
         row = table[table["model"] == best].iloc[0]
         bias = table[table["model"] == BASELINE_LABELS["bias_only"]]
         lines += [
-            f"Lowest test RMSE: **{best}**, {_pm(row['test_rmse'], row['test_rmse_sd'])} "
+            f"Lowest test RMSE of our models: **{best}**, "
+            f"{_pm(row['test_rmse'], row['test_rmse_sd'])} "
             f"(mean ± sd over {int(row['runs'])} {what}).",
             "",
         ]
+        peers = table[table["kind"] == "peer"]
+        if len(peers):
+            top = peers.loc[peers["test_rmse"].idxmin()]
+            lines += [
+                f"Best peer (a reference library on the same split): **{top['model']}**, "
+                f"{top['test_rmse']:.4f}; its difference from {best}: "
+                f"{_interval(top, 'diff_vs_best')}.",
+                "",
+            ]
         if len(bias):
             b = bias.iloc[0]
             lines += [
