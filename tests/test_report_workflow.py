@@ -187,6 +187,15 @@ def test_changing_a_threshold_reruns_only_that_report(
 
 
 @pytest.mark.slow
+def test_changing_a_peers_setting_reruns_only_that_peer(ml_small_run):
+    configfile = ml_small_run / "override-peer.yaml"
+    configfile.write_text("peers:\n  myfm_bmf: {n_iter: 150}\n")
+    counts = scheduled_rules(ml_small_run, "--configfile", str(configfile))
+    counts.pop("all", None)
+    assert counts == {"fit_peer": 1, "plot_model_comparison": 1, "summarize_models": 1}
+
+
+@pytest.mark.slow
 def test_editing_report_code_reruns_reports_not_training(ml_small_run):
     module = ml_small_run / "workflow/scripts/movierec/reports/plots.py"
     original, stat = module.read_text(), module.stat()

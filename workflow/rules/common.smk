@@ -272,13 +272,6 @@ def model_files(dataset, split, name):
     }
 
 
-def model_outputs(dataset, split):
-    files = [
-        f for fs in model_files(dataset, split, "metrics.json").values() for f in fs
-    ]
-    return files + [f"results/{dataset}/{split}/models/baselines.json"]
-
-
 # --- Reports (workflow/rules/report.smk) -------------------------------------
 
 

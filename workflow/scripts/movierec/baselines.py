@@ -15,7 +15,6 @@ a few vectorised `bincount` sweeps take milliseconds even on ml-25m.
 """
 
 import logging
-import math
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -123,11 +122,11 @@ def compute_baselines(
         raw = np.full(len(u), mean) if name == "global_mean" else mean + b_user[u] + b_movie[m]
         return np.clip(raw, low, high)
 
+    v_user, v_movie, v_rating = parts["val"]
     t_user, t_movie, t_rating = parts["test"]
     cold_user, cold_movie = evaluation.cold_masks(user, movie, t_user, t_movie)
     results, predictions = {}, {}
     for name, what in BASELINES.items():
-        v_user, v_movie, v_rating = parts["val"]
         val = evaluation.error_metrics(predict(name, v_user, v_movie), v_rating)
         predictions[name] = predict(name, t_user, t_movie)
         results[name] = {
@@ -138,13 +137,13 @@ def compute_baselines(
             "history": None,
             **evaluation.test_metrics(predictions[name], t_rating, cold_user, cold_movie),
         }
-    train_pred = predict("bias_only", user, movie)
+    train_rmse = evaluation.error_metrics(predict("bias_only", user, movie), rating)["rmse"]
     result = {
         "baselines": results,
         "global_mean": mean,
-        "bias_only_train_rmse": _rmse(train_pred, rating),
+        "bias_only_train_rmse": train_rmse,
         "n_train": int(len(rating)),
-        "n_val": int(len(parts["val"][2])),
+        "n_val": int(len(v_rating)),
         "n_test": int(len(t_rating)),
         "settings": {
             "bias_reg": float(bias_reg),
@@ -155,14 +154,6 @@ def compute_baselines(
     }
     for name, r in results.items():
         log.info("%s: val RMSE %.4f, test RMSE %.4f", name, r["val_rmse"], r["test_rmse"])
-    import pyarrow as pa
-
-    table = pa.table({k: pa.array(v.astype(np.float32)) for k, v in predictions.items()})
-    with atomic.atomic_path(predictions_out) as tmp:
-        pq.write_table(table, tmp)
+    evaluation.write_prediction_columns(predictions_out, predictions)
     atomic.write_json(out_path, result)
     return result
-
-
-def _rmse(pred, rating):
-    return math.sqrt(float(np.mean((pred - rating) ** 2)))

@@ -87,9 +87,14 @@ def read_part(path, columns=("user", "movie", "rating")):
 
 def write_predictions(path, pred):
     """``test_predictions.parquet``: one float32 ``prediction`` per test row, in row order."""
+    write_prediction_columns(path, {"prediction": pred})
+
+
+def write_prediction_columns(path, columns):
+    """A Parquet file of float32 prediction columns (name -> one value per test row)."""
     from movierec import atomic
 
-    table = pa.table({"prediction": pa.array(np.asarray(pred, dtype=np.float32))})
+    table = pa.table({k: pa.array(np.asarray(v, dtype=np.float32)) for k, v in columns.items()})
     with atomic.atomic_path(path) as tmp:
         pq.write_table(table, tmp)
 

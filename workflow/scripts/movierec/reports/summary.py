@@ -424,7 +424,10 @@ def summarize_folds(
     folds = list(metrics_paths)
     ratings = {f: evaluation.read_part(test_paths[f], ("rating",))["rating"] for f in folds}
     models = list(metrics_paths[folds[0]])
-    runs = {m: [read_metrics(p) for f in folds for p in metrics_paths[f][m]] for m in models}
+    fold_runs = {
+        f: {m: [read_metrics(p) for p in metrics_paths[f][m]] for m in models} for f in folds
+    }
+    runs = {m: [r for f in folds for r in fold_runs[f][m]] for m in models}
     sq = {
         m: np.concatenate(
             [
@@ -443,32 +446,23 @@ def summarize_folds(
     fold_baselines = {f: read_json(baselines_paths[f], ("baselines",))["baselines"] for f in folds}
     names = list(fold_baselines[folds[0]])
     baselines = {b: [fold_baselines[f][b] for f in folds] for b in names}
+    base_pred = {f: pd.read_parquet(baseline_predictions_paths[f]) for f in folds}
     for b in names:
         sq[b] = np.concatenate(
-            [
-                (
-                    pd.read_parquet(baseline_predictions_paths[f])[b].to_numpy(np.float64)
-                    - ratings[f]
-                )
-                ** 2
-                for f in folds
-            ]
+            [(base_pred[f][b].to_numpy(np.float64) - ratings[f]) ** 2 for f in folds]
         )
     table, best = models_table(runs, baselines, sq)
     per_fold = pd.DataFrame(
         {
             "model": models + [BASELINE_LABELS.get(b, b) for b in names],
             **{
-                f: [
-                    float(np.mean([read_metrics(p)["test_rmse"] for p in metrics_paths[f][m]]))
-                    for m in models
-                ]
+                f: [float(np.mean([r["test_rmse"] for r in fold_runs[f][m]])) for m in models]
                 + [fold_baselines[f][b]["test_rmse"] for b in names]
                 for f in folds
             },
         }
     )
-    n_rep = len(metrics_paths[folds[0]][models[0]])
+    n_rep = len(fold_runs[folds[0]][models[0]])
     lines = [f"# Models on `{dataset}`, {len(folds)}-fold scheme `{scheme}`", ""]
     lines += results_markdown(table, best, f"runs: {len(folds)} folds x {n_rep} replicate(s)")
     lines += [
