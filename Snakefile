@@ -16,6 +16,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/peers.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/recommend.smk"
 include: "workflow/rules/bench.smk"
 
 

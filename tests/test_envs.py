@@ -35,7 +35,7 @@ def requirement_pins():
     pins = {}
     for line in (REPO / "requirements.txt").read_text().splitlines():
         line = line.split("#", 1)[0].strip()
-        if line:
+        if line and not line.startswith("-"):  # pip options: `-e .` installs movierec itself
             name, sep, version = line.partition("==")
             assert sep, f"requirements.txt: {line!r} is not pinned with =="
             pins[name.lower()] = version

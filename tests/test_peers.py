@@ -404,3 +404,64 @@ def test_bad_settings_are_clear_errors(peer, settings, seed, message, part_paths
             predictions_out=tmp_path / "test_predictions.parquet",
         )
     assert not (tmp_path / "metrics.json").exists()
+
+
+# --- top-N scores from the fitted parameters equal the library's predict ---------------
+
+
+def fitted(peer, parts):
+    spec = peers.PEERS[peer]
+    settings, seed = settings_of(peer)
+    n_users, n_movies = COLD_USER_VAL + 1, COLD_MOVIE + 1
+    predict, grid, _, _ = peers._FITTERS[spec.library](
+        spec, {k: v.to_numpy() for k, v in parts["train"].items()}, settings, seed,
+        rating_scale=SCALE, n_users=n_users, n_movies=n_movies,
+    )  # fmt: skip
+    return predict, grid, n_users, n_movies
+
+
+@pytest.mark.parametrize(
+    "peer", ["surprise_baseline", "surprise_svd", "surprise_svdpp", "myfm_bmf", "myfm_bfm_implicit"]
+)
+def test_grid_scores_equal_the_librarys_predictions(peer, parts):
+    predict, grid, n_users, n_movies = fitted(peer, parts)
+    scores = grid(np.arange(n_users))
+    assert scores.shape == (n_users, n_movies)
+    # Every pair, cold users and the cold movie included, through the library's predict.
+    user = np.repeat(np.arange(n_users), n_movies)
+    movie = np.tile(np.arange(n_movies), n_users)
+    expected = predict({"user": user, "movie": movie}).reshape(n_users, n_movies)
+    if peer.startswith("surprise"):  # Surprise's predict clips to the scale; the grid does not
+        scores = np.clip(scores, *SCALE)
+    np.testing.assert_allclose(scores, expected, rtol=1e-9, atol=1e-9)
+
+
+def test_peer_lists_leave_out_train_and_validation_movies(parts, part_paths, tmp_path):
+    from movierec import recommend
+
+    index = tmp_path / "index"
+    index.mkdir()
+    users = pd.DataFrame({"user": np.arange(COLD_USER_VAL + 1, dtype=np.int32)})
+    users["userId"] = users["user"] * 10
+    movies = pd.DataFrame({"movie": np.arange(COLD_MOVIE + 1, dtype=np.int32)})
+    movies["movieId"] = movies["movie"] + 1000
+    users.to_parquet(index / "users.parquet")
+    movies.to_parquet(index / "movies.parquet")
+    out = tmp_path / "peer"
+    out.mkdir()
+    settings, seed = settings_of("surprise_svd")
+    peers.fit_peer(
+        peer="surprise_svd", train_path=part_paths["train"], val_path=part_paths["val"],
+        test_path=part_paths["test"], settings=settings, seed=seed, rating_scale=list(SCALE),
+        metrics_out=out / "metrics.json", predictions_out=out / "pred.parquet",
+        lists_out=out / "top5.parquet", users_path=index / "users.parquet",
+        movies_path=index / "movies.parquet", n=5,
+    )  # fmt: skip
+    lists = pd.read_parquet(out / "top5.parquet")
+    assert list(lists.columns) == list(recommend.LIST_COLUMNS)
+    assert lists["user"].nunique() == COLD_USER_VAL + 1  # cold users get a list too
+    rated = pd.concat([parts["train"], parts["val"]])
+    seen = set(zip(rated["user"], rated["movie"], strict=True))
+    assert not any((u, m) in seen for u, m in zip(lists["user"], lists["movie"], strict=True))
+    assert (lists.groupby("user")["score"].diff().dropna() <= 1e-9).all()
+    assert (lists["movieId"] == lists["movie"] + 1000).all()

@@ -16,12 +16,17 @@ import pandas as pd
 import pytest
 from conftest import scheduled_rules, snakemake
 
-BIAS_MODELS = ["dot", "hybrid", "mlp_then_dot", "hybrid_then_dot"]
-MODELS = ["mlp", *BIAS_MODELS]
+BIAS_MODELS = ["dot", "hybrid", "mlp_then_dot", "hybrid_then_dot", "dot_negatives"]
+MODELS = ["mlp", *BIAS_MODELS[:4], "dot_negatives"]
+LIST_BASELINES = ["popularity", "shrunk_mean"]
 REPORT_RULES = {
     "rank_movie_bias": len(BIAS_MODELS),
     "pca_movie_embeddings": len(MODELS),
     "plot_bias_vs_mean": len(BIAS_MODELS),
+    "find_similar_movies": len(MODELS),
+    "recommend_model": len(MODELS),
+    "recommend_baseline": len(LIST_BASELINES),
+    "score_recommendations": 1,
     "plot_learning_curves": 1,
     "plot_model_comparison": 1,
     "summarize_models": 1,

@@ -26,7 +26,7 @@ rule benchmark_training:
         "../../envs/train.yaml"
     threads: 2
     params:
-        models=config["models"],
+        models=BENCHMARKED_MODELS,
         bench=config["bench"],
         rating_scale=rating_scale,
     script:

@@ -272,6 +272,79 @@ def model_files(dataset, split, name):
     }
 
 
+# --- Recommendations (workflow/rules/recommend.smk) --------------------------
+
+RECOMMEND = config["recommend"]
+#: Lists every user gets the same way (see movierec.recommend).
+LIST_BASELINES = ["popularity", "shrunk_mean"]
+
+
+#: What each list is (the ranking table's `kind` and `objective` columns).
+LIST_KINDS = (
+    {m: "model" for m in MODEL_NAMES}
+    | {p: "peer" for p in config["peers"]}
+    | {b: "baseline" for b in LIST_BASELINES}
+)
+LIST_OBJECTIVES = (
+    {
+        m: (
+            "ratings + sampled negatives"
+            if config["models"][m].get("negatives")
+            else "ratings"
+        )
+        for m in MODEL_NAMES
+    }
+    | {p: "ratings (its library)" for p in config["peers"]}
+    | {"popularity": "most-rated", "shrunk_mean": "shrunk mean rating"}
+)
+
+
+def list_path(dataset, split, name, replicate=REPORT_REPLICATE):
+    """A top-N list: the report replicate's at recommendations/<name>/, others under rep<r>/."""
+    parts = ["results", dataset, split, "recommendations", name]
+    if int(replicate) != REPORT_REPLICATE:
+        parts.append(f"rep{replicate}")
+    return os.path.join(*parts, f"top{RECOMMEND['n']}.parquet")
+
+
+def replicate_lists():
+    """Patterns of the lists of every replicate of {model} (one recommend_model job)."""
+    return [list_path("{dataset}", "{split}", "{model}", r) for r in REPLICATES]
+
+
+def baseline_shrinkage(wildcards):
+    """The shrunk-mean list's pseudo-ratings; None for popularity (its setting does not apply)."""
+    return RECOMMEND["shrinkage"] if wildcards.baseline == "shrunk_mean" else None
+
+
+def list_files(wildcards):
+    """Name -> [list of each replicate]: our models, then the list baselines."""
+    dataset, split = wildcards.dataset, wildcards.split
+    lists = {
+        m: [list_path(dataset, split, m, r) for r in REPLICATES] for m in MODEL_NAMES
+    }
+    for name in PEERS_IN_ALL + LIST_BASELINES:
+        lists[name] = [list_path(dataset, split, name)]
+    return lists
+
+
+def ranking_inputs(wildcards):
+    """What score_recommendations reads: every list, the test part, training counts, titles."""
+    base = f"results/{wildcards.dataset}/{wildcards.split}"
+    return {
+        "lists": flat(list_files(wildcards)),
+        "train": f"{base}/split/train.parquet",
+        "test": f"{base}/split/test.parquet",
+        "movies": f"results/{wildcards.dataset}/data/movies.parquet",
+    }
+
+
+def ranking_reports(dataset, split):
+    """The split-level ranking report files (score_recommendations)."""
+    base = f"results/{dataset}/{split}/reports"
+    return [f"{base}/{name}" for name in ("ranking.csv", "ranking.md")]
+
+
 # --- Reports (workflow/rules/report.smk) -------------------------------------
 
 
@@ -284,7 +357,7 @@ def model_reports(dataset, split, model):
     """Every per-model report of one model: PCA for all, bias ranking and plot for bias models."""
     base = f"results/{dataset}/{split}/reports/{model}"
     files = [f"{base}/{name}" for name in ("pca.md", "pca.csv", "pca_scatter.png")]
-    files.append(f"{base}/pca_scatter.svg")
+    files += [f"{base}/pca_scatter.svg", f"{base}/similar_movies.md"]
     if model in BIAS_MODELS:
         files += [f"{base}/{name}" for name in ("movie_bias.md", "movie_bias.csv")]
         files += [f"{base}/bias_vs_mean.png", f"{base}/bias_vs_mean.svg"]
@@ -297,6 +370,7 @@ def dataset_figures(dataset, split):
     return {
         "Learning curves": f"{base}/learning_curves.png",
         "Model comparison": f"{base}/model_comparison.png",
+        "NDCG@k of every list": f"{base}/ndcg_at_k.png",
     }
 
 
@@ -396,12 +470,18 @@ def report_benchmarks(wildcards):
     bench = f"results/benchmarks/{wildcards.dataset}/{wildcards.split}"
     jobs = {}
     for model in MODEL_NAMES:
-        names = ["pca_movie_embeddings"]
+        names = ["pca_movie_embeddings", "find_similar_movies", "recommend_model"]
         if model in BIAS_MODELS:
-            names = ["rank_movie_bias", "pca_movie_embeddings", "plot_bias_vs_mean"]
+            names += ["rank_movie_bias", "plot_bias_vs_mean"]
         for name in names:
             jobs[f"{name} {model}"] = f"{bench}/{name}/{model}.tsv"
-    for name in ("plot_learning_curves", "plot_model_comparison"):
+    for name in LIST_BASELINES:
+        jobs[f"recommend_baseline {name}"] = f"{bench}/recommend_baseline/{name}.tsv"
+    for name in (
+        "plot_learning_curves",
+        "plot_model_comparison",
+        "score_recommendations",
+    ):
         jobs[name] = f"{bench}/{name}.tsv"
     return jobs
 
@@ -462,6 +542,8 @@ def summary_inputs(wildcards):
         "reports": [
             ancient(f) for f in report_files(wildcards.dataset, wildcards.split)
         ],
+        # Quoted in the summary, so a change to it rewrites the summary.
+        "ranking": f"{base}/reports/ranking.md",
         "report_benchmarks": [
             ancient(f) for f in report_benchmarks(wildcards).values()
         ],
@@ -527,7 +609,14 @@ def all_targets():
     summary = f"results/{dataset}/{split}/reports/summary.md"
     if split in KFOLD_SCHEMES:
         return [summary]
-    return [summary] + report_files(dataset, split)
+    return [summary] + report_files(dataset, split) + ranking_reports(dataset, split)
+
+
+#: The models the training benchmark times: those trained on ratings alone (a model
+#: with sampled negatives runs the same step on more rows; timing it again adds nothing).
+BENCHMARKED_MODELS = {
+    m: block for m, block in config["models"].items() if not block.get("negatives")
+}
 
 
 def bench_split():

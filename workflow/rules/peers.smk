@@ -1,7 +1,9 @@
 # Peers: the field's reference libraries (Surprise, myFM) fitted on exactly our
 # split files, in their own rule and env, and scored on our test part like our
-# models (same metrics.json fields, test predictions in test-row order). Each
-# job gets only its own block under `peers:`, so changing one reruns only it.
+# models (same metrics.json fields, test predictions in test-row order), and
+# each peer's top-N list beside our models' (the fitted model is not saved, so
+# the list is written by the same job; changing recommend.n refits the peers).
+# Each job gets only its own block under `peers:`, so changing one reruns only it.
 
 
 rule fit_peer:
@@ -9,10 +11,13 @@ rule fit_peer:
         train=rules.split_ratings.output.train,
         val=rules.split_ratings.output.val,
         test=rules.split_ratings.output.test,
-        code=library("peers.py", "evaluation.py"),
+        users=rules.index_ratings.output.users,
+        movies=rules.index_ratings.output.movies,
+        code=library("peers.py", "peer_lists.py", "recommend.py", "evaluation.py"),
     output:
         metrics="results/{dataset}/{split}/peers/{peer}/metrics.json",
         predictions="results/{dataset}/{split}/peers/{peer}/test_predictions.parquet",
+        lists=list_path("{dataset}", "{split}", "{peer}"),
     log:
         "results/{dataset}/{split}/logs/fit_peer/{peer}.log",
     benchmark:
@@ -25,5 +30,6 @@ rule fit_peer:
     params:
         settings=lookup(dpath="peers/{peer}", within=config),
         rating_scale=rating_scale,
+        n=RECOMMEND["n"],
     script:
         "../scripts/fit_peer.py"

@@ -18,4 +18,8 @@ fit_peer(
     metrics_out=snakemake.output.metrics,
     predictions_out=snakemake.output.predictions,
     threads=snakemake.threads,
+    lists_out=snakemake.output.lists,
+    users_path=snakemake.input.users,
+    movies_path=snakemake.input.movies,
+    n=snakemake.params.n,
 )

@@ -14,6 +14,7 @@ summarize_models(
     test_path=snakemake.input.test,
     split_path=snakemake.input.split,
     benchmarks=snakemake.params.benchmarks,
+    ranking_path=snakemake.input.ranking,
     summary_path=snakemake.output.summary,
     csv_path=snakemake.output.table,
     dataset=snakemake.wildcards.dataset,

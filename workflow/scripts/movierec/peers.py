@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from movierec import atomic, evaluation
+from movierec import atomic, evaluation, peer_lists
 
 log = logging.getLogger(__name__)
 
@@ -131,11 +131,12 @@ def surprise_arguments(algorithm, options, seed):
     return kwargs
 
 
-def fit_surprise(peer, train, settings, seed, rating_scale, **_):
-    """Fit a Surprise algorithm on the training part: (predict, effective settings, fit seconds).
+def fit_surprise(peer, train, settings, seed, rating_scale, n_users, n_movies, **_):
+    """Fit a Surprise algorithm on the training part: (predict, grid, settings, fit seconds).
 
     ``predict(part)`` calls ``algo.predict(user, movie)`` per row (clipped to
-    the scale by Surprise itself, its default).
+    the scale by Surprise itself, its default); ``grid(users)`` scores every
+    movie for those users (`movierec.peer_lists`).
     """
     import pandas as pd
     import surprise
@@ -157,7 +158,8 @@ def fit_surprise(peer, train, settings, seed, rating_scale, **_):
         pairs = zip(part["user"].tolist(), part["movie"].tolist(), strict=True)
         return np.array([algo.predict(u, m).est for u, m in pairs], dtype=np.float64)
 
-    return predict, kwargs, fit_seconds
+    grid = peer_lists.surprise_grid(algo, trainset, n_users, n_movies)
+    return predict, grid, kwargs, fit_seconds
 
 
 def train_columns(codes, size):
@@ -230,7 +232,7 @@ def implicit_blocks(train_user, train_movie, n_users, n_movies):
 
 
 def fit_myfm(peer, train, settings, seed, n_users, n_movies, threads=1, **_):
-    """Fit myFM's Bayesian FM on the training part: (predict, effective settings, fit seconds).
+    """Fit myFM's Bayesian FM on the training part: (predict, grid, settings, fit seconds).
 
     ``myfm_bmf``: X is [one-hot user | one-hot movie]. ``myfm_bfm_implicit``:
     no X, two ``RelationBlock``s (`implicit_blocks`), each rating pointing at
@@ -251,6 +253,11 @@ def fit_myfm(peer, train, settings, seed, n_users, n_movies, threads=1, **_):
         user_block, movie_block, _layout = implicit_blocks(
             train["user"], train["movie"], n_users, n_movies
         )
+        # Feature space: the user block's columns, then the movie block's.
+        sides = (
+            sps.hstack([user_block, sps.csr_matrix((n_users, movie_block.shape[1]))]),
+            sps.hstack([sps.csr_matrix((n_movies, user_block.shape[1])), movie_block]),
+        )
 
         def inputs(part):
             relations = [
@@ -262,6 +269,20 @@ def fit_myfm(peer, train, settings, seed, n_users, n_movies, threads=1, **_):
         user_columns = train_columns(train["user"], n_users)
         movie_columns = train_columns(train["movie"], n_movies)
         widths = int(user_columns.max(initial=-1)) + 1, int(movie_columns.max(initial=-1)) + 1
+        sides = (
+            sps.hstack(
+                [
+                    one_hot(np.arange(n_users), user_columns, widths[0]),
+                    sps.csr_matrix((n_users, widths[1])),
+                ]
+            ),
+            sps.hstack(
+                [
+                    sps.csr_matrix((n_movies, widths[0])),
+                    one_hot(np.arange(n_movies), movie_columns, widths[1]),
+                ]
+            ),
+        )
 
         def inputs(part):
             x = sps.hstack(
@@ -289,6 +310,7 @@ def fit_myfm(peer, train, settings, seed, n_users, n_movies, threads=1, **_):
         x, relations = inputs(part)
         return np.asarray(model.predict(x, X_rel=relations, n_workers=int(threads)), np.float64)
 
+    grid = peer_lists.myfm_grid(model, *sides)
     effective = _constructor_defaults(myfm.MyFMRegressor)
     effective.update(rank=int(settings["rank"]), random_seed=int(seed))
     effective.update(
@@ -296,14 +318,15 @@ def fit_myfm(peer, train, settings, seed, n_users, n_movies, threads=1, **_):
         n_kept_samples=int(settings["n_kept_samples"]),
         implicit=peer.implicit,
     )
-    return predict, effective, fit_seconds
+    return predict, grid, effective, fit_seconds
 
 
 _FITTERS = {"surprise": fit_surprise, "myfm": fit_myfm}
 
 
 def fit_peer(*, peer, train_path, val_path, test_path, settings, rating_scale, metrics_out,
-             predictions_out, seed, threads=1):  # fmt: skip
+             predictions_out, seed, threads=1, lists_out=None, users_path=None,
+             movies_path=None, n=None):  # fmt: skip
     """What rule fit_peer runs: fit one peer on train, predict val and test, score both.
 
     Parameters
@@ -322,6 +345,10 @@ def fit_peer(*, peer, train_path, val_path, test_path, settings, rating_scale, m
         for an algorithm that draws nothing (BaselineOnly, KNNBaseline).
     threads : int
         Threads of myFM's prediction (its sampler and Surprise use one).
+    lists_out, users_path, movies_path, n : optional
+        Also write the peer's top-`n` list of every user (movies not rated in
+        train or validation; `movierec.recommend`) to `lists_out`, with the
+        ids of the two index files. Users and movies are those of the index.
 
     Returns
     -------
@@ -342,6 +369,11 @@ def fit_peer(*, peer, train_path, val_path, test_path, settings, rating_scale, m
     parts = (train, val, test)
     n_users = max(int(p["user"].max(initial=-1)) for p in parts) + 1
     n_movies = max(int(p["movie"].max(initial=-1)) for p in parts) + 1
+    if lists_out is not None:  # every user and movie of the index gets a score
+        import pyarrow.parquet as pq
+
+        n_users = max(n_users, pq.ParquetFile(users_path).metadata.num_rows)
+        n_movies = max(n_movies, pq.ParquetFile(movies_path).metadata.num_rows)
     for path, part in zip((train_path, val_path, test_path), parts, strict=True):
         for name in ("user", "movie"):
             if part[name].size and part[name].min() < 0:
@@ -350,7 +382,7 @@ def fit_peer(*, peer, train_path, val_path, test_path, settings, rating_scale, m
         "%s: %s.%s on %d training ratings (%d users, %d movies in the index range)",
         peer, spec.library, spec.algorithm, train["rating"].size, n_users, n_movies,
     )  # fmt: skip
-    predict, effective, fit_seconds = _FITTERS[spec.library](
+    predict, grid, effective, fit_seconds = _FITTERS[spec.library](
         spec,
         train,
         settings,
@@ -381,6 +413,14 @@ def fit_peer(*, peer, train_path, val_path, test_path, settings, rating_scale, m
         "n_val": int(val["rating"].size),
     }
     metrics.update(evaluation.test_metrics(test_pred, test["rating"], cold_user, cold_movie))
+    if lists_out is not None:
+        from movierec import recommend
+
+        start = time.perf_counter()
+        seen = recommend.read_seen(train_path, val_path, n_users)
+        lists = recommend.top_n(peer_lists.GridScorer(grid, n_movies), seen, n)
+        recommend.write_lists(lists_out, lists, users_path, movies_path)
+        metrics["list_seconds"] = time.perf_counter() - start
     evaluation.write_predictions(predictions_out, test_pred)
     atomic.write_json(metrics_out, metrics)
     log.info(

@@ -715,6 +715,7 @@ def fit(
     device="cpu",
     max_steps=None,
     patience=None,
+    val_ranking=None,
     fused=True,
     progress_every_s=10.0,
 ):
@@ -746,6 +747,12 @@ def fit(
     patience : int, optional
         Early stopping: stop when this many epochs in a row have not improved
         on the best validation RMSE (None: run the whole schedule).
+    val_ranking : callable, optional
+        ``val_ranking(model) -> float``, higher is better, with a ``name``
+        (`negatives.ValRanking`: validation NDCG@10). When given, every
+        epoch records it and the kept epoch (and early stopping) follows it
+        instead of the validation RMSE: a model trained to rank is chosen
+        by how it ranks.
     fused : bool
         Use the fused step for dot and hybrid models (False: autograd, for
         comparison; the mlp always uses autograd).
@@ -828,6 +835,8 @@ def fit(
             }
             if hybrid:
                 record["val_rmse_linear"] = metrics["rmse_linear"]
+            if val_ranking is not None:
+                record[val_ranking.name] = val_ranking(model)
             records.append(record)
             log.info(
                 "epoch %d/%d (phase %d, lr %g): train_mse %.4f val_rmse %.4f val_mae %.4f%s"
@@ -842,9 +851,11 @@ def fit(
                     f"training diverged at epoch {epoch} (train_mse {record['train_mse']}); "
                     f"lower the learning rate (phase {phase_index}: lr {lr})"
                 )
-            if best is None or record["val_rmse"] < best[0]:
+            # The kept epoch minimises the criterion: validation RMSE, or minus the ranking score.
+            criterion = record["val_rmse"] if val_ranking is None else -record[val_ranking.name]
+            if best is None or criterion < best[0]:
                 state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                best = (record["val_rmse"], epoch, state, record)
+                best = (criterion, epoch, state, record)
             if max_steps is not None and steps >= max_steps:
                 break
             if patience is not None and epoch - best[1] >= patience:
@@ -868,7 +879,10 @@ def fit(
     if hybrid:
         # The linear head of the kept checkpoint (not the best linear epoch).
         result["val_rmse_linear"] = kept["val_rmse_linear"]
-    log.info("best epoch %d: val_rmse %.4f", best[1], best[0])
+    if val_ranking is not None:
+        result["selected_by"] = val_ranking.name
+        result[val_ranking.name] = kept[val_ranking.name]
+    log.info("best epoch %d: val_rmse %.4f", best[1], kept["val_rmse"])
     return result
 
 
@@ -924,6 +938,17 @@ def train_model(
     n_movies = count_rows(movies_path)
     train = read_ratings(train_path, n_users, n_movies, (low, high))
     val = read_ratings(val_path, n_users, n_movies, (low, high))
+    val_ranking = None
+    if settings.get("negatives"):
+        from movierec import negatives
+
+        sampled = settings["negatives"]
+        val_ranking = negatives.ValRanking(train, val, n_users, sampled["relevant_rating"])
+        before = len(train)
+        train = negatives.add_negatives(
+            train, n_movies, sampled["per_rating"], sampled["rating"], int(settings["seed"])
+        )
+        log.info("added %d sampled negatives to %d training ratings", len(train) - before, before)
     model = models.build_model(settings, n_users, n_movies)
     init_info = None
     if init:
@@ -950,6 +975,7 @@ def train_model(
         seed=int(settings.get("seed", 1)),
         device=device,
         patience=settings.get("patience"),
+        val_ranking=val_ranking,
     )
     meta = {
         "arch": settings["arch"],

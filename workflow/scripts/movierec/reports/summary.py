@@ -280,6 +280,15 @@ def results_markdown(table, best, what):
     return lines
 
 
+def ranking_section(ranking_path):
+    """ranking.md one heading level down, under a heading of its own (the summary's top-N part)."""
+    text = Path(ranking_path).read_text(encoding="utf-8").splitlines()
+    body = text[1:] if text and text[0].startswith("# ") else text
+    lines = ["## Top-N recommendations (ranking.md)"]
+    lines += ["#" + line if line.startswith("#") else line for line in body]
+    return lines + [""]
+
+
 def audit_markdown(audit):
     """The split audit: rows per part, unseen users and movies, and the temporal leak check."""
     rows = []
@@ -328,6 +337,7 @@ def summarize_models(
     benchmarks,
     peer_metrics_paths=None,
     peer_predictions_paths=None,
+    ranking_path=None,
     summary_path,
     csv_path,
     dataset,
@@ -350,6 +360,8 @@ def summarize_models(
         The test part (its ratings, for the paired comparisons) and split.json.
     benchmarks : dict
         "rule target" -> Snakemake benchmark TSV.
+    ranking_path : path, optional
+        ranking.md (score_recommendations), quoted as the top-N section.
     summary_path, csv_path : path
         Outputs, written atomically.
     links : dict
@@ -375,6 +387,8 @@ def summarize_models(
     n_rep = max(len(r) for r in runs.values())
     lines = [f"# Models on `{dataset}`, split `{split}`", ""]
     lines += results_markdown(table, best, f"replicate{'s' if n_rep > 1 else ''}")
+    if ranking_path is not None:
+        lines += ranking_section(ranking_path)
     lines += audit_markdown(audit)
     base = os.path.dirname(os.path.abspath(summary_path))
     lines += ["## Figures", ""]
