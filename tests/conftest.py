@@ -56,6 +56,16 @@ def scheduled_rules(project, *args):
     return counts
 
 
+def model_names(*configfiles):
+    """The models a run trains: config.yaml's, plus any a --configfile adds (merged by key)."""
+    import yaml
+
+    names = dict.fromkeys(yaml.safe_load((REPO / "config.yaml").read_text())["models"])
+    for path in configfiles:
+        names |= dict.fromkeys(yaml.safe_load((REPO / path).read_text()).get("models", {}))
+    return list(names)
+
+
 @pytest.fixture
 def project(tmp_path):
     """A fresh copy of the workflow in a temporary directory."""
@@ -67,3 +77,13 @@ def mirror():
     if not MIRROR.is_dir():
         pytest.fail(f"shared mirror missing: {MIRROR} (the tests need ../shared beside the repo)")
     return MIRROR
+
+
+@pytest.fixture(scope="session")
+def ml_small_run(tmp_path_factory, mirror):
+    """The default target (all reports of ml-latest-small), run once per session with the
+    default config and shared by every module that checks a finished run (read-only use,
+    or dry runs and targets outside `rule all`)."""
+    project = copy_workflow(tmp_path_factory.mktemp("ml-latest-small"))
+    snakemake(project, timeout=1500)
+    return project

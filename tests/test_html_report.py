@@ -15,7 +15,7 @@ import zipfile
 import matplotlib.image
 import pytest
 from conftest import snakemake
-from test_report_workflow import MODELS, ml_small_run  # noqa: F401 (session fixture)
+from test_report_workflow import MODELS
 
 FLAGS = [
     "--headless",
@@ -92,7 +92,7 @@ def assert_screenshot(path):
 
 
 @pytest.fixture(scope="module")
-def report_html(ml_small_run):  # noqa: F811
+def report_html(ml_small_run):
     snakemake(ml_small_run, "--report", "results/report.html")
     snakemake(ml_small_run, "--report", "results/report.zip")
     return ml_small_run / "results" / "report.html"

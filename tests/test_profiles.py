@@ -16,7 +16,7 @@ from rule_info import workflow_rules
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = REPO / "workflow" / "profiles"
 NAMES = ["local", "gpu", "slurm", "slurm-gpu"]
-TRAINING_RULES = {"train_model", "pretrain_model"}
+TRAINING_RULES = {"train_model", "pretrain_model", "train_trial"}
 # Options that change what a run computes or how Snakemake records it: a profile that set
 # one would make switching profile rerun jobs (config/params) or every job (conda on/off).
 PROVENANCE_KEYS = {
@@ -133,7 +133,7 @@ def test_all_profiles_share_the_staleness_policy():
 
 
 def _dry_run_resources(project, profile):
-    """{rule: resources line} of a dry run that schedules every job, under `profile`."""
+    """{rule: resources line} of a dry run scheduling every job (sweeps too) under `profile`."""
     proc = subprocess.run(
         [
             sys.executable,
@@ -141,6 +141,8 @@ def _dry_run_resources(project, profile):
             "snakemake",
             "-n",
             "--forceall",
+            "all",
+            "sweeps",
             "--workflow-profile",
             f"workflow/profiles/{profile}",
             "--config",

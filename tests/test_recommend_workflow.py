@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 from conftest import scheduled_rules
 from test_report_workflow import LIST_BASELINES, MODELS, PEERS, REPLICATES, SMALL
-from test_report_workflow import ml_small_run as _default_run  # noqa: F401 (session fixture)
 
 pytestmark = pytest.mark.slow
 

@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import MIRROR, copy_workflow
 from rule_info import parse_jobs, workflow_rules
 
@@ -28,7 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 UP = REPO / "tests" / "slurm" / "slurm-up.sh"
 DOWN = REPO / "tests" / "slurm" / "slurm-down.sh"
 DATASET = "ml-latest-small"
-TRAINING_RULES = {"train_model", "pretrain_model"}
+TRAINING_RULES = {"train_model", "pretrain_model", "train_trial"}
+# tests/config/slurm.yaml's two-trial sweep, built beside `rule all`.
+SWEEP_TARGET = f"results/{DATASET}/random/sweeps/slurm_tiny/sweep.md"
 # Seconds the whole snakemake run may take before SIGINT (which makes it scancel its jobs).
 RUN_LIMIT_S = 420
 
@@ -109,6 +112,7 @@ def test_dag_runs_as_slurm_jobs_with_gpu_for_training(slurm_cluster, tmp_path):
         "--workflow-profile", "workflow/profiles/slurm-gpu",
         "--configfile", "tests/config/fast.yaml", "tests/config/slurm.yaml",
         "--config", f"dataset={DATASET}", f"mirror={MIRROR}",
+        "all", SWEEP_TARGET,
     ]  # fmt: skip
     t0 = time.monotonic()
     proc = subprocess.run(
@@ -129,7 +133,9 @@ def test_dag_runs_as_slurm_jobs_with_gpu_for_training(slurm_cluster, tmp_path):
     for rule in ("index_ratings", "split_ratings", "compute_baselines", "evaluate_model",
                  *TRAINING_RULES):  # fmt: skip
         assert remote_expected[rule] >= 1, f"{rule} did not run: {executed}"
-    assert executed["train_model"] == 5, executed
+    n_models = len(yaml.safe_load((project / "tests/config/fast.yaml").read_text())["models"])
+    assert executed["train_model"] == n_models, executed
+    assert executed["train_trial"] == 2, executed
 
     # Every non-local job was submitted with sbatch and has its SLURM log.
     submitted = re.findall(
@@ -159,7 +165,9 @@ def test_dag_runs_as_slurm_jobs_with_gpu_for_training(slurm_cluster, tmp_path):
     # The results are there, and training ran on CPU as the test config pins.
     results = project / "results" / DATASET / "random"
     assert (results / "reports" / "summary.md").stat().st_size > 0
-    assert len(list((results / "models").glob("*/rep1/metrics.json"))) == 5
+    assert len(list((results / "models").glob("*/rep1/metrics.json"))) == n_models
+    best = (results / "sweeps" / "slurm_tiny" / "best.json").read_text()
+    assert '"n_trials": 2' in best, best
 
     # Switching profile reruns nothing: the local profile finds the SLURM results up to date.
     check = subprocess.run(

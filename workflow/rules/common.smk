@@ -11,14 +11,13 @@ from snakemake.utils import validate
 
 RULES_DIR = Path(workflow.current_basedir)
 sys.path.insert(0, str(RULES_DIR.parent / "scripts"))
+from movierec import sweeps
 from movierec.config_check import check_config
 
 # Unknown keys (typos) and non-finite numbers first, with the place and the
 # nearest known name; then the schema's types and ranges, which fill defaults in.
-check_config(
-    config,
-    yaml.safe_load((RULES_DIR.parent / "schemas/config.schema.yaml").read_text()),
-)
+CONFIG_SCHEMA = yaml.safe_load((RULES_DIR.parent / "schemas/config.schema.yaml").read_text())
+check_config(config, CONFIG_SCHEMA)
 validate(config, schema="../schemas/config.schema.yaml")
 
 
@@ -27,6 +26,7 @@ wildcard_constraints:
     split=r"[^/]+",
     model=r"[^/]+",
     replicate=r"\d+",
+    trial=r"t[0-9a-f]{10}",
 
 
 SYNTHETIC_NAME = re.compile(r"^synthetic-(\d+)([km]?)$")
@@ -650,3 +650,105 @@ def print_failed_logs(snakemake_log):
             else "(missing)\n"
         )
         print(f"Log of the failed job, {path}:\n{body}", file=sys.stderr, end="")
+
+
+# --- Sweeps (workflow/rules/sweep.smk) ---------------------------------------
+
+SWEEPS = config["sweeps"]
+
+
+def check_sweeps():
+    """Each sweep names a model, one kind of space, known keys, and trials the schema accepts.
+
+    Every trial's settings are validated now, at parse time, so a bad value
+    (a negative weight_decay in a grid) is named before any trial trains.
+    """
+    import jsonschema
+
+    model_schema = {"$ref": "#/$defs/model", "$defs": CONFIG_SCHEMA["$defs"]}
+    validator = jsonschema.Draft202012Validator(model_schema)
+    trials = {}
+    for name, sweep in SWEEPS.items():
+        if sweep["model"] not in config["models"]:
+            known = ", ".join(MODEL_NAMES)
+            raise ValueError(
+                f"sweeps.{name}: model {sweep['model']!r} is not under models: ({known})"
+            )
+        if ("grid" in sweep) == ("random" in sweep):
+            raise ValueError(
+                f"sweeps.{name}: give exactly one of grid: or random: (got "
+                f"{'both' if 'grid' in sweep else 'neither'})"
+            )
+        sweeps.check_keys(name, sweep, CONFIG_SCHEMA["$defs"]["model"]["properties"])
+        trials[name] = sweeps.sweep_trials(sweep)
+        for overrides in trials[name].values():
+            settings = sweeps.apply_overrides(base_settings(sweep["model"]), overrides)
+            error = jsonschema.exceptions.best_match(validator.iter_errors(settings))
+            if error is not None:
+                where = ".".join(str(p) for p in error.absolute_path) or "the block"
+                raise ValueError(
+                    f"sweeps.{name}: the trial {overrides} gives models.{sweep['model']} "
+                    f"settings the schema rejects at {where}: {error.message}"
+                )
+    return trials
+
+
+SWEEP_TRIALS = check_sweeps()
+
+
+def sweep_dir(dataset, split, sweep):
+    return os.path.join("results", dataset, split, "sweeps", sweep)
+
+
+def trial_names(wildcards):
+    """The trials of {sweep}, in the order trial_files lists their files."""
+    return list(SWEEP_TRIALS[wildcards.sweep])
+
+
+def trial_files(name):
+    """An input function: file `name` of every trial of {sweep} (for score_sweep)."""
+
+    def files(wildcards):
+        base = sweep_dir(wildcards.dataset, wildcards.split, wildcards.sweep)
+        return [os.path.join(base, "trials", t, name) for t in trial_names(wildcards)]
+
+    return files
+
+
+def trial_overrides(wildcards):
+    trials = SWEEP_TRIALS[wildcards.sweep]
+    if wildcards.trial not in trials:
+        raise ValueError(
+            f"sweeps.{wildcards.sweep} has no trial {wildcards.trial}; its trials are "
+            "listed in trials.csv (the config has changed since it was written?)"
+        )
+    return trials[wildcards.trial]
+
+
+def trial_settings(wildcards):
+    """The swept model's block (replicate 1's seed) with the trial's values laid over it."""
+    model = SWEEPS[wildcards.sweep]["model"]
+    settings = with_replicate_seed(base_settings(model), REPORT_REPLICATE)
+    return sweeps.apply_overrides(settings, trial_overrides(wildcards))
+
+
+def trial_init(wildcards):
+    """A swept finetune starts from its model's replicate-1 pretrain checkpoint (as trained)."""
+    model = SWEEPS[wildcards.sweep]["model"]
+    return init_checkpoint(
+        SimpleNamespace(
+            dataset=wildcards.dataset,
+            split=wildcards.split,
+            model=model,
+            replicate=REPORT_REPLICATE,
+        )
+    )
+
+
+def sweep_settings(wildcards):
+    return SWEEPS[wildcards.sweep]
+
+
+def sweep_reports(dataset, split):
+    """The report of every configured sweep on a split (rule sweeps)."""
+    return [os.path.join(sweep_dir(dataset, split, s), "sweep.md") for s in SWEEPS]

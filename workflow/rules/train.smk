@@ -58,7 +58,7 @@ rule train_model:
         users=rules.index_ratings.output.users,
         movies=rules.index_ratings.output.movies,
         init=init_checkpoint,
-        code=library("models.py", "training.py", "checkpoint.py"),
+        code=library("models.py", "training.py", "checkpoint.py", "negatives.py"),
     output:
         model="results/{dataset}/{split}/models/{model}/rep{replicate}/model.pt",
         meta="results/{dataset}/{split}/models/{model}/rep{replicate}/model.json",
