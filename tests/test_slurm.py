@@ -108,11 +108,10 @@ def test_dag_runs_as_slurm_jobs_with_gpu_for_training(slurm_cluster, tmp_path):
 
     cmd = [
         "timeout", "-s", "INT", "-k", "30", str(RUN_LIMIT_S),
-        sys.executable, "-m", "snakemake",
-        "--workflow-profile", "workflow/profiles/slurm-gpu",
+        sys.executable, "-m", "snakemake", "all", SWEEP_TARGET,  # (before --config, which
+        "--workflow-profile", "workflow/profiles/slurm-gpu",       # takes what follows it)
         "--configfile", "tests/config/fast.yaml", "tests/config/slurm.yaml",
         "--config", f"dataset={DATASET}", f"mirror={MIRROR}",
-        "all", SWEEP_TARGET,
     ]  # fmt: skip
     t0 = time.monotonic()
     proc = subprocess.run(
