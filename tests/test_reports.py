@@ -392,6 +392,24 @@ def test_learning_curves_mark_phase_boundaries_and_baselines(tmp_path):
     assert_svg(tmp_path / "lc.svg")
 
 
+def test_a_model_kept_by_ranking_gets_its_ranking_curve(tmp_path):
+    """dot_negatives keeps its best validation NDCG@10 epoch: that curve is drawn (own axis)."""
+    ranked = fake_metrics([(1e-2, 4)], 4, base=1.6)
+    scores = [0.05, 0.11, 0.09, 0.08]
+    for epoch, score in zip(ranked["history"], scores, strict=True):
+        epoch["val_ndcg@10"] = score
+    ranked.update({"selected_by": "val_ndcg@10", "val_ndcg@10": 0.11, "best_epoch": 2})
+    metrics = {"dot": fake_metrics([(1e-2, 4)], 1), "dot_negatives": ranked}
+    fig = plots.learning_curves_figure(metrics, {}, BASELINES, "toy")
+    twins = [ax for ax in fig.axes if "ndcg@10" in ax.get_ylabel()]
+    assert len(twins) == 1, "one ranking axis, for the model kept by ranking only"
+    curve = max(twins[0].lines, key=lambda line: len(line.get_ydata()))
+    assert list(curve.get_ydata()) == scores
+    star = [line for line in twins[0].lines if line.get_marker() == "*"][0]
+    assert (star.get_xdata()[0], star.get_ydata()[0]) == (2, 0.11)
+    assert any("above this axis" in t.get_text() for t in fig.axes[1].texts)
+
+
 def test_model_comparison_and_bias_vs_mean_figures(tmp_path):
     metrics = {  # two replicates per model
         m: [fake_metrics([(1e-2, 5)], 10 * i + r, base=0.85 + 0.01 * i) for r in range(2)]

@@ -352,11 +352,20 @@ def learning_curves_figure(metrics, pretrain, baselines, dataset):
             ax.text(
                 edge, top, f" lr {lr:g}", rotation=90, va="top", ha="left", fontsize=7, color="0.35"
             )
+        ranked = m.get("selected_by")
+        if ranked:
+            # Kept by a ranking score (sampled negatives): draw it on its own axis.
+            twin = ax.twinx()
+            twin.plot(x, [e[ranked] for e in epochs], marker=".", color="C2")
+            twin.plot([best], [m[ranked]], marker="*", ms=12, color="C3", ls="none", zorder=4)
+            twin.set_ylabel(f"{ranked.replace('val_', 'validation ')} (kept epoch: its best)",
+                            color="C2")  # fmt: skip
+            twin.tick_params(axis="y", colors="C2")
         if best_rmse > top:
             ax.text(
                 0.5,
                 0.5,
-                f"best validation RMSE {best_rmse:.3f}\nis above this axis",
+                f"validation RMSE {best_rmse:.3f} of the kept epoch\nis above this axis",
                 transform=ax.transAxes,
                 ha="center",
                 va="center",
