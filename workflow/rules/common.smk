@@ -16,7 +16,9 @@ from movierec.config_check import check_config
 
 # Unknown keys (typos) and non-finite numbers first, with the place and the
 # nearest known name; then the schema's types and ranges, which fill defaults in.
-CONFIG_SCHEMA = yaml.safe_load((RULES_DIR.parent / "schemas/config.schema.yaml").read_text())
+CONFIG_SCHEMA = yaml.safe_load(
+    (RULES_DIR.parent / "schemas/config.schema.yaml").read_text()
+)
 check_config(config, CONFIG_SCHEMA)
 validate(config, schema="../schemas/config.schema.yaml")
 
