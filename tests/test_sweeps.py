@@ -6,6 +6,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
+from conftest import REPO
 from movierec import checkpoint, sweeps, trials
 from movierec.evaluation import predict
 
@@ -106,6 +108,47 @@ def test_bad_keys_are_named(key, message):
     with pytest.raises(ValueError, match=message) as err:
         sweeps.check_keys("s", sweep, MODEL_KEYS)
     assert f"sweeps.s: {key!r}" in str(err.value)
+
+
+SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+BLOCKS = {"dot": DOT}
+
+
+@pytest.mark.parametrize(
+    ("sweep", "message"),
+    [
+        ({"model": "dot", "grid": {"wieght_decay": [0.1]}},
+         "sweeps.bad: 'wieght_decay' is not a setting of models.dot"),
+        ({"model": "dot", "grid": {"weight_decay": [0.1, -1.0]}},
+         "sweeps.bad: the trial {'weight_decay': -1.0} gives models.dot settings the schema "
+         "rejects at weight_decay"),
+        ({"model": "dot", "grid": {"phases": [[{"lr": 0.1}]]}},
+         "rejects at phases.0: 'epochs' is a required property"),
+        ({"model": "dott", "grid": {"weight_decay": [0.1]}},
+         "sweeps.bad: model 'dott' is not under models: (dot)"),
+        ({"model": "dot"}, "sweeps.bad: give exactly one of grid: or random: (got neither)"),
+        ({"model": "dot", "grid": {"n_factors": [4]}, "random": {"n": 1, "space": {}}},
+         "(got both)"),
+    ],
+    ids=["unknown-key", "bad-value", "bad-nested-value", "unknown-model", "no-space", "both"],
+)  # fmt: skip
+def test_bad_sweeps_are_named(sweep, message):
+    with pytest.raises(ValueError) as err:
+        sweeps.plan_sweeps({"bad": sweep}, BLOCKS, SCHEMA)
+    assert message in str(err.value)
+
+
+def test_plan_lists_every_trial_of_every_sweep():
+    plans = sweeps.plan_sweeps(
+        {"g": {"model": "dot", "grid": {"weight_decay": [0.1, 0.2], "n_factors": [4, 8, 8]}},
+         "r": {"model": "dot", "random": {"n": 5, "seed": 0, "space": SPACE_DOT}}},
+        BLOCKS, SCHEMA,
+    )  # fmt: skip
+    assert len(plans["g"]) == 4  # the repeated 8 is one trial
+    assert len(plans["r"]) <= 5 and all(t["n_factors"] in (4, 8) for t in plans["r"].values())
+
+
+SPACE_DOT = {"weight_decay": {"log_uniform": [0.01, 1.0]}, "n_factors": {"choice": [4, 8]}}
 
 
 def test_choose_ignores_failed_and_breaks_ties_by_name():

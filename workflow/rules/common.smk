@@ -659,43 +659,10 @@ def print_failed_logs(snakemake_log):
 SWEEPS = config["sweeps"]
 
 
-def check_sweeps():
-    """Each sweep names a model, one kind of space, known keys, and trials the schema accepts.
-
-    Every trial's settings are validated now, at parse time, so a bad value
-    (a negative weight_decay in a grid) is named before any trial trains.
-    """
-    import jsonschema
-
-    model_schema = {"$ref": "#/$defs/model", "$defs": CONFIG_SCHEMA["$defs"]}
-    validator = jsonschema.Draft202012Validator(model_schema)
-    trials = {}
-    for name, sweep in SWEEPS.items():
-        if sweep["model"] not in config["models"]:
-            known = ", ".join(MODEL_NAMES)
-            raise ValueError(
-                f"sweeps.{name}: model {sweep['model']!r} is not under models: ({known})"
-            )
-        if ("grid" in sweep) == ("random" in sweep):
-            raise ValueError(
-                f"sweeps.{name}: give exactly one of grid: or random: (got "
-                f"{'both' if 'grid' in sweep else 'neither'})"
-            )
-        sweeps.check_keys(name, sweep, CONFIG_SCHEMA["$defs"]["model"]["properties"])
-        trials[name] = sweeps.sweep_trials(sweep)
-        for overrides in trials[name].values():
-            settings = sweeps.apply_overrides(base_settings(sweep["model"]), overrides)
-            error = jsonschema.exceptions.best_match(validator.iter_errors(settings))
-            if error is not None:
-                where = ".".join(str(p) for p in error.absolute_path) or "the block"
-                raise ValueError(
-                    f"sweeps.{name}: the trial {overrides} gives models.{sweep['model']} "
-                    f"settings the schema rejects at {where}: {error.message}"
-                )
-    return trials
-
-
-SWEEP_TRIALS = check_sweeps()
+# Every trial is planned and checked against the schema now, at parse time.
+SWEEP_TRIALS = sweeps.plan_sweeps(
+    SWEEPS, {m: base_settings(m) for m in MODEL_NAMES}, CONFIG_SCHEMA
+)
 
 
 def sweep_dir(dataset, split, sweep):
