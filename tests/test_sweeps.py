@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import REPO
-from movierec import checkpoint, sweeps, trials
+from movierec import checkpoint, sweep_plan, sweeps, trials
 from movierec.evaluation import predict
 
 DOT = {
@@ -134,12 +134,12 @@ BLOCKS = {"dot": DOT}
 )  # fmt: skip
 def test_bad_sweeps_are_named(sweep, message):
     with pytest.raises(ValueError) as err:
-        sweeps.plan_sweeps({"bad": sweep}, BLOCKS, SCHEMA)
+        sweep_plan.plan_sweeps({"bad": sweep}, BLOCKS, SCHEMA)
     assert message in str(err.value)
 
 
 def test_plan_lists_every_trial_of_every_sweep():
-    plans = sweeps.plan_sweeps(
+    plans = sweep_plan.plan_sweeps(
         {"g": {"model": "dot", "grid": {"weight_decay": [0.1, 0.2], "n_factors": [4, 8, 8]}},
          "r": {"model": "dot", "random": {"n": 5, "seed": 0, "space": SPACE_DOT}}},
         BLOCKS, SCHEMA,

@@ -12,6 +12,7 @@ from snakemake.utils import validate
 RULES_DIR = Path(workflow.current_basedir)
 sys.path.insert(0, str(RULES_DIR.parent / "scripts"))
 from movierec import sweeps
+from movierec.sweep_plan import plan_sweeps
 from movierec.config_check import check_config
 
 # Unknown keys (typos) and non-finite numbers first, with the place and the
@@ -660,7 +661,7 @@ SWEEPS = config["sweeps"]
 
 
 # Every trial is planned and checked against the schema now, at parse time.
-SWEEP_TRIALS = sweeps.plan_sweeps(
+SWEEP_TRIALS = plan_sweeps(
     SWEEPS, {m: base_settings(m) for m in MODEL_NAMES}, CONFIG_SCHEMA
 )
 
