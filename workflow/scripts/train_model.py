@@ -4,9 +4,6 @@ import movierec.runlog
 from movierec.training import train_model
 
 log = movierec.runlog.setup(snakemake.log[0])
-# `init` is [] for a model without a pretrain stage, else one checkpoint path.
-init = snakemake.input.init
-init = init if isinstance(init, str) else next(iter(init), None)
 train_model(
     train_path=snakemake.input.train,
     val_path=snakemake.input.val,
@@ -17,7 +14,7 @@ train_model(
     model_pt=snakemake.output.model,
     model_json=snakemake.output.meta,
     history_json=snakemake.output.history,
-    init=init,
+    init=snakemake.input.init,
     threads=snakemake.threads,
     # Set by the gpu/slurm-gpu profiles; a promised GPU that is not visible is an error.
     gpus=int(snakemake.resources.get("gpu", 0)),

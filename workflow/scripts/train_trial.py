@@ -4,9 +4,6 @@ import movierec.runlog
 from movierec.trials import train_trial
 
 log = movierec.runlog.setup(snakemake.log[0])
-# `init` is [] unless the swept model finetunes a pretrained checkpoint.
-init = snakemake.input.init
-init = init if isinstance(init, str) else next(iter(init), None)
 train_trial(
     name=snakemake.wildcards.trial,
     overrides=snakemake.params.overrides,
@@ -20,7 +17,7 @@ train_trial(
     users_path=snakemake.input.users,
     movies_path=snakemake.input.movies,
     rating_scale=snakemake.params.rating_scale,
-    init=init,
+    init=snakemake.input.init,
     threads=snakemake.threads,
     gpus=int(snakemake.resources.get("gpu", 0)),
 )

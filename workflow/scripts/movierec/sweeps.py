@@ -85,6 +85,13 @@ def sweep_trials(sweep):
     return unique
 
 
+def cell(value):
+    """A swept value as a table cell: scalars as they are, lists and mappings as JSON."""
+    if isinstance(value, list | dict):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
 def trial_name(overrides):
     """``t`` + 10 hex digits of the canonical JSON of the overrides (their order is irrelevant)."""
     text = json.dumps(overrides, sort_keys=True, separators=(",", ":"))

@@ -918,9 +918,10 @@ def train_model(
     rating_scale : (float, float)
     model_pt, model_json, history_json : path
         Outputs, each written atomically (``history_json``: what `fit` returns).
-    init : path, optional
+    init : path, or a list of at most one path, optional
         A pretrained ``model.pt`` whose embeddings (and biases) initialise
-        this model (the finetune half of mlp_then_dot / hybrid_then_dot).
+        this model (the finetune half of mlp_then_dot / hybrid_then_dot);
+        a rule's ``input.init`` as it comes, [] for a model without pretrain.
     threads : int
         `torch.set_num_threads` (the rule's ``threads``).
     gpus : int
@@ -928,6 +929,8 @@ def train_model(
     """
     from movierec import atomic, checkpoint
 
+    if not isinstance(init, str | os.PathLike | type(None)):
+        init = next(iter(init), None)
     torch.set_num_threads(int(threads))
     settings = copy.deepcopy(dict(settings))
     settings.pop("pretrain", None)

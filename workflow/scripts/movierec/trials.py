@@ -72,21 +72,12 @@ def trials_table(results, keys):
     rows = []
     for name, r in results.items():
         row = {"trial": name, "status": r["status"]}
-        row |= {key: _cell(r["overrides"].get(key)) for key in keys}
+        row |= {key: sweeps.cell(r["overrides"].get(key)) for key in keys}
         row |= {k: r.get(k) for k in ("val_rmse", "val_mae", "best_epoch", "seconds", "error")}
         rows.append(row)
     table = pd.DataFrame(rows)
     table["val_rmse"] = table["val_rmse"].astype(float)
     return table.sort_values(["val_rmse", "trial"], na_position="last", ignore_index=True)
-
-
-def _cell(value):
-    """A swept value as a CSV cell: scalars as they are, lists and mappings as JSON."""
-    if isinstance(value, list | dict):
-        import json
-
-        return json.dumps(value, sort_keys=True)
-    return value
 
 
 def score_sweep(*, sweep_name, sweep, results_paths, model_paths, test_path, rating_scale,

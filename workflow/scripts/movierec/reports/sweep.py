@@ -6,7 +6,6 @@ first appearance otherwise); a grid over exactly two keys is a heatmap
 instead. The winner is marked; failed trials are listed in the table only.
 """
 
-import json
 import math
 
 import matplotlib.patches
@@ -17,6 +16,7 @@ from movierec import atomic
 from movierec.reports.inputs import read_json
 from movierec.reports.plots import new_figure, save_figure
 from movierec.reports.tables import markdown_table
+from movierec.sweeps import cell
 
 
 def swept_keys(space):
@@ -68,12 +68,8 @@ def sweep_figure(table, best, keys, title):
 def _heatmap(ok, best, keys, title):
     row_key, col_key = keys
     grid = best["space"]["grid"]
-    rows = [
-        json.dumps(v, sort_keys=True) if isinstance(v, list | dict) else v for v in grid[row_key]
-    ]
-    cols = [
-        json.dumps(v, sort_keys=True) if isinstance(v, list | dict) else v for v in grid[col_key]
-    ]
+    rows = [cell(v) for v in grid[row_key]]
+    cols = [cell(v) for v in grid[col_key]]
     values = np.full((len(rows), len(cols)), np.nan)
     for _, trial in ok.iterrows():
         values[rows.index(trial[row_key]), cols.index(trial[col_key])] = trial["val_rmse"]
