@@ -13,6 +13,7 @@ import torch
 import yaml
 from conftest import copy_workflow, model_names, scheduled_rules, snakemake
 from movierec import bench, models, training
+from schema_defaults import model_block
 
 DATASET = "synthetic-20k"
 MODELS = ["mlp", "dot", "hybrid", "mlp_then_dot", "hybrid_then_dot"]
@@ -125,7 +126,7 @@ def test_subset_draws_distinct_rows_in_order():
 
 def test_l2_penalty_is_the_per_use_l2_of_our_loop():
     """Its gradient is 2 * uses * row / batch: what training's RowAdam adds per row."""
-    model = models.build_model({"arch": "dot", "n_factors": 3, "seed": 2}, 5, 4)
+    model = models.build_model(model_block(arch="dot", n_factors=3, seed=2), 5, 4)
     with torch.no_grad():
         model.user_bias.weight.normal_()
         model.movie_bias.weight.normal_()
@@ -139,7 +140,7 @@ def test_l2_penalty_is_the_per_use_l2_of_our_loop():
     expected_bias = 2.0 * muses * model.movie_bias.weight.detach() / len(user)
     torch.testing.assert_close(model.movie_bias.weight.grad, expected_bias)
     # An mlp has no bias tables; its penalty covers the two embeddings only.
-    mlp_settings = {"arch": "mlp", "n_factors": 3, "hidden": [4], "dropouts": [0.0]}
+    mlp_settings = model_block(arch="mlp", n_factors=3, hidden=[4], dropouts=[0.0])
     mlp = models.build_model(mlp_settings, 5, 4)
     value = bench.l2_penalty(mlp, user, movie)
     manual = (mlp.user_emb(user).square().sum() + mlp.movie_emb(movie).square().sum()) / 4
@@ -149,7 +150,7 @@ def test_l2_penalty_is_the_per_use_l2_of_our_loop():
 @pytest.mark.parametrize("arch", ["dot", "hybrid", "mlp"])
 def test_naive_fit_trains_and_reports(arch):
     train, val = toy_ratings()
-    settings = {"arch": arch, "n_factors": 4, "hidden": [8], "dropouts": [0.1], "seed": 3}
+    settings = model_block(arch=arch, n_factors=4, hidden=[8], dropouts=[0.1], seed=3)
     settings["y_range"] = [0.5, 5.5]
     model = models.build_model(settings, 40, 30)
     before = training.evaluate(model, val, (0.5, 5.0))["rmse"]
@@ -170,7 +171,7 @@ def test_naive_fit_trains_and_reports(arch):
 def test_naive_fit_starts_at_the_same_offset_as_fit(y_range):
     """Both loops put a raw score of 0 at the training mean (inside the sigmoid if bounded)."""
     train, val = toy_ratings()
-    settings = {"arch": "dot", "n_factors": 4, "seed": 3, "y_range": y_range}
+    settings = model_block(arch="dot", n_factors=4, seed=3, y_range=y_range)
     ours, naive = (models.build_model(settings, 40, 30) for _ in range(2))
     training.fit(
         ours, train, val, phases=[{"lr": 0.01, "epochs": 1}], batch_size=256,
@@ -190,7 +191,7 @@ def test_naive_fit_starts_at_the_same_offset_as_fit(y_range):
 
 def test_naive_fit_stops_after_max_steps():
     train, val = toy_ratings()
-    model = models.build_model({"arch": "dot", "n_factors": 4}, 40, 30)
+    model = models.build_model(model_block(arch="dot", n_factors=4), 40, 30)
     result = bench.naive_fit(
         model, train, val, lr=0.01, batch_size=64, rating_scale=(0.5, 5.0), epochs=5, max_steps=7
     )
@@ -210,7 +211,7 @@ def page_fields(settings, figures, train, val):
 
 def test_run_benchmark_reuses_identical_stages_and_combines_two():
     train, val = toy_ratings()
-    dot = {"arch": "dot", "n_factors": 4, "batch_size": 256, "phases": [{"lr": 0.03, "epochs": 2}]}
+    dot = model_block(arch="dot", n_factors=4, batch_size=256, phases=[{"lr": 0.03, "epochs": 2}])
     config = {
         "dot": dict(dot),
         "dot_then_dot": dict(dot, pretrain=dict(dot)),
@@ -235,7 +236,7 @@ def test_run_benchmark_reuses_identical_stages_and_combines_two():
 
 def test_zero_epochs_measures_speed_only():
     train, val = toy_ratings()
-    dot = {"arch": "dot", "n_factors": 4, "batch_size": 256, "phases": [{"lr": 0.03, "epochs": 2}]}
+    dot = model_block(arch="dot", n_factors=4, batch_size=256, phases=[{"lr": 0.03, "epochs": 2}])
     settings = bench.bench_settings(
         {"steps": 2, "naive_steps": 3, "warmup_steps": 0, "repeats": 1, "epochs": 0,
          "full_schedule": False}

@@ -14,8 +14,9 @@ from collections import OrderedDict
 import pytest
 import torch
 from movierec import checkpoint, models
+from schema_defaults import model_block
 
-SETTINGS = {"arch": "dot", "n_factors": 4, "y_range": None, "seed": 1}
+SETTINGS = model_block(arch="dot", n_factors=4, y_range=None, seed=1)
 N_USERS, N_MOVIES = 5, 7
 
 

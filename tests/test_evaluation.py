@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 import torch
 from movierec import atomic, baselines, checkpoint, evaluation, models, training
+from schema_defaults import model_block
 
 SCALE = (0.5, 5.0)
-DOT = {"arch": "dot", "n_factors": 4, "y_range": [0.5, 5.5], "seed": 1}
+DOT = model_block(arch="dot", n_factors=4, y_range=[0.5, 5.5], seed=1)
 HYBRID = {**DOT, "arch": "hybrid"}
 
 
@@ -157,6 +158,7 @@ def trained(request, tmp_path):
     history = training.fit(
         model, as_ratings(*train), as_ratings(*val), phases=[{"lr": 0.03, "epochs": 2}],
         batch_size=256, rating_scale=SCALE, weight_decay=0.05, seed=1,
+        loss_weights=settings["loss_weights"],
     )  # fmt: skip
     history.pop("engine")  # as train_model writes it
     with torch.no_grad():

@@ -15,6 +15,7 @@ import pytest
 import torch
 from movierec import checkpoint, foldin, models, training
 from movierec.training import Ratings
+from schema_defaults import model_block
 
 DATASET = "planted-test"
 SPLIT = "random"
@@ -35,6 +36,7 @@ DOT_SETTINGS = {
     "seed": 1,
     "device": "cpu",
 }
+DOT_SETTINGS = model_block(DOT_SETTINGS)
 MLP_SETTINGS = {
     "arch": "mlp",
     "n_factors": 8,
@@ -47,6 +49,7 @@ MLP_SETTINGS = {
     "seed": 1,
     "device": "cpu",
 }
+MLP_SETTINGS = model_block(MLP_SETTINGS)
 #: Correlation with the planted truth a folded-in user must reach (`test_fold_in_recovers_*`).
 RECOVERY_CORR = 0.97
 

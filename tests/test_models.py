@@ -1,10 +1,12 @@
 """The networks: shapes, gradients, seeding, dropout, weight transfer, checkpoints."""
 
+import dataclasses
 import json
 
 import pytest
 import torch
-from movierec import checkpoint, models
+from movierec import checkpoint, models, settings
+from schema_defaults import model_block
 
 N_USERS, N_MOVIES = 13, 29
 
@@ -20,6 +22,7 @@ SETTINGS = {
     "dot": {"arch": "dot", "n_factors": 6, "y_range": [0.5, 5.5], "seed": 3},
     "hybrid": {"arch": "hybrid", "n_factors": 6, "y_range": None, "seed": 3},
 }
+SETTINGS = {arch: model_block(block) for arch, block in SETTINGS.items()}
 
 
 def batch(n=32, seed=0):
@@ -166,7 +169,7 @@ def test_seed_decides_the_initial_weights(arch):
 
 
 def test_notebook_mlp_architecture():
-    settings = {"arch": "mlp", "n_factors": 50, "hidden": [100, 100, 50]}
+    settings = model_block(arch="mlp", n_factors=50, hidden=[100, 100, 50])
     settings["dropouts"] = [0.5, 0.6, 0.7]
     model = models.build_model(settings, 610, 9724)
     linears = [m for m in model.layers if isinstance(m, torch.nn.Linear)]
@@ -176,18 +179,19 @@ def test_notebook_mlp_architecture():
         (100, 50),
         (50, 1),
     ]
-    drops = [m.p for m in model.layers if isinstance(m, models.PooledDropout)]
+    drops = [m.p for m in model.layers if isinstance(m, torch.nn.Dropout)]
     assert drops == [0.5, 0.6, 0.7]
 
 
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"arch": "svd"}, "arch must be one of"),
-        ({"arch": "dot", "n_factors": 0}, "n_factors"),
-        ({"arch": "mlp", "hidden": [4, 4], "dropouts": [0.5]}, "one dropout per hidden layer"),
-        ({"arch": "mlp", "hidden": [4], "dropouts": [1.0]}, r"\[0, 1\)"),
-        ({"arch": "dot", "y_range": [5, 1]}, "high > low"),
+        # What the schema cannot say (it checks arch, sizes and ranges itself).
+        (model_block(arch="mlp", hidden=[4, 4], dropouts=[0.5]), "one dropout per hidden layer"),
+        (model_block(arch="dot", y_range=[5, 1]), "high > low"),
+        # A block the schema has not completed is refused, not defaulted a second time.
+        ({"arch": "dot", "n_factors": 4}, "missing hidden, dropouts, loss_weights"),
+        ({**model_block(arch="dot"), "lr": 0.1}, "unknown lr"),
     ],
 )
 def test_bad_settings_are_clear_errors(settings, message):
@@ -195,25 +199,14 @@ def test_bad_settings_are_clear_errors(settings, message):
         models.build_model(settings, N_USERS, N_MOVIES)
 
 
-def test_pooled_dropout_matches_dropout_statistics():
-    drop = models.PooledDropout(0.6, width=50, pool_rows=4096)
-    x = torch.ones(20000, 50)
-    drop.eval()
-    assert torch.equal(drop(x), x)
-    drop.train()
-    exact = drop(x)  # no pool yet: exact F.dropout
-    assert abs((exact == 0).float().mean().item() - 0.6) < 0.01
-    drop.refresh(torch.Generator().manual_seed(0))
-    out = drop(x)
-    zero = (out == 0).float().mean().item()
-    assert abs(zero - 0.6) < 0.01
-    assert abs(out.mean().item() - 1.0) < 0.02  # inverted dropout keeps the mean
-    assert torch.unique(out).tolist() == pytest.approx([0.0, 1 / 0.4])
-    # Rows of the batch draw different masks, and a new pool gives new masks.
-    assert not torch.equal(out[0], out[1]) or not torch.equal(out[1], out[2])
-    first_pool = drop.pool.clone()
-    drop.refresh(torch.Generator().manual_seed(1))
-    assert not torch.equal(first_pool, drop.pool)
+def test_typed_settings_round_trip_a_block():
+    block = model_block(arch="hybrid", negatives={"per_rating": 2}, pretrain={"arch": "mlp"})
+    typed = settings.ModelSettings.from_block(block)
+    assert typed.loss_weights == settings.LossWeights(linear=0.2, dot=1.0)  # the schema's
+    assert typed.pretrain.hidden == (100, 100, 50) and typed.negatives.rating == 0.5
+    assert typed.as_block() == block
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        typed.n_factors = 3
 
 
 def test_transfer_copies_embeddings_and_biases():

@@ -11,12 +11,13 @@ import pandas as pd
 import pytest
 import torch
 from movierec import models, negatives, recommend, training
+from schema_defaults import model_block
 
 N_USERS, N_MOVIES = 23, 40
 
 
 def small_model(arch):
-    settings = {"arch": arch, "n_factors": 4, "y_range": [0.5, 5.5], "seed": 3}
+    settings = model_block(arch=arch, n_factors=4, y_range=[0.5, 5.5], seed=3)
     if arch == "mlp":
         settings.update(hidden=[8], dropouts=[0.2])
     model = models.build_model(settings, N_USERS, N_MOVIES)
@@ -188,7 +189,7 @@ def test_fit_keeps_the_best_validation_ranking_epoch_not_the_best_rmse():
     rng = np.random.default_rng(0)
     train = ratings(user, movie, rng.choice([1.0, 3.0, 5.0], user.size))
     val = ratings(user[:50], movie[:50], rng.choice([1.0, 5.0], 50))
-    model = models.build_model({"arch": "dot", "n_factors": 4, "seed": 1}, N_USERS, N_MOVIES)
+    model = models.build_model(model_block(arch="dot", n_factors=4), N_USERS, N_MOVIES)
     score = PlantedScore(peak=2)
     result = training.fit(
         model, train, val, phases=[{"lr": 0.05, "epochs": 5}], batch_size=64,
@@ -209,7 +210,7 @@ def test_val_ranking_scores_a_model_that_ranks_the_validation_movies_first():
     train = ratings(train_user, train_movie, np.full(train_user.size, 3.0))
     val_user = np.arange(n_users)
     val = ratings(val_user, 10 + val_user % 5, np.full(n_users, 5.0))
-    model = models.build_model({"arch": "dot", "n_factors": 5, "seed": 1}, n_users, 20)
+    model = models.build_model(model_block(arch="dot", n_factors=5), n_users, 20)
     with torch.no_grad():
         model.user_emb.weight.zero_()
         model.movie_emb.weight.zero_()

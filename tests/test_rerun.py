@@ -107,8 +107,9 @@ def test_moved_project_is_up_to_date(finished, tmp_path):
     assert jobs == [], out[-3000:]
 
 
-def test_b_model_hyperparameter_reruns_that_model_and_its_reports(clone, rules):
-    override = write_override(clone, "dot.yaml", {"models": {"dot": {"batch_size": 1024}}})
+@pytest.mark.parametrize("change", [{"batch_size": 1024}, {"engine": "reference"}])
+def test_b_model_hyperparameter_reruns_that_model_and_its_reports(clone, rules, change):
+    override = write_override(clone, "dot.yaml", {"models": {"dot": change}})
     jobs, out = jobs_in(clone, override)
     ran = Counter(rule for rule, _, _ in jobs)
     models = {wc.get("model") for rule, wc, _ in jobs if "model" in wc}

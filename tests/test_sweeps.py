@@ -10,6 +10,7 @@ import yaml
 from conftest import REPO
 from movierec import checkpoint, sweep_plan, sweeps, trials
 from movierec.evaluation import predict
+from schema_defaults import model_block
 
 DOT = {
     "arch": "dot",
@@ -21,6 +22,7 @@ DOT = {
     "seed": 1,
     "device": "cpu",
 }
+DOT = model_block(DOT)
 MODEL_KEYS = {"arch", "n_factors", "batch_size", "phases", "weight_decay", "y_range",
               "seed", "device", "loss_weights", "pretrain"}  # fmt: skip
 

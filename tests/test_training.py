@@ -10,6 +10,8 @@ import pytest
 import torch
 import yaml
 from movierec import baselines, checkpoint, models, synthetic, training
+from movierec.training import fast
+from schema_defaults import model_block
 
 REPO = Path(__file__).resolve().parents[1]
 TIMING = ("seconds", "ratings_per_s", "train_seconds")
@@ -56,110 +58,27 @@ SMALL = {
         "seed": 2,
     },
 }
+SMALL = {arch: model_block(block) for arch, block in SMALL.items()}
 
 
-def small_fit(arch, train, val, fused=True, **overrides):
+def small_fit(arch, train, val, engine="fast", **overrides):
     model = models.build_model(SMALL[arch], 60, 80)
     kwargs = dict(
         phases=[{"lr": 0.03, "epochs": 2}, {"lr": 0.01, "epochs": 1}],
         batch_size=500,
         rating_scale=(0.5, 5.0),
         weight_decay=0.05,
+        loss_weights={"linear": 0.2, "dot": 1.0} if arch == "hybrid" else None,
         seed=5,
     )
     kwargs.update(overrides)
-    return model, training.fit(model, train, val, fused=fused, **kwargs)
+    return model, training.fit(model, train, val, engine=engine, **kwargs)
 
 
 def without_timing(metrics):
     out = {k: v for k, v in metrics.items() if k not in TIMING}
     out["history"] = [{k: v for k, v in e.items() if k not in TIMING} for e in metrics["history"]]
     return out
-
-
-# --- the fused dot step ---------------------------------------------------------------
-
-
-@pytest.mark.parametrize("arch", ["dot", "hybrid"])
-@pytest.mark.parametrize("y_range", [[0.5, 5.5], None])
-def test_fused_gradient_equals_autograd(arch, y_range):
-    ratings = low_rank()
-    model = models.build_model({**SMALL[arch], "y_range": y_range}, 60, 80)
-    with torch.no_grad():
-        model.user_bias.weight.normal_(0, 0.3)
-        model.movie_bias.weight.normal_(0, 0.3)
-    # What fit sets: inside the sigmoid when bounded (logit(0.62), about 0.49), else 3.6.
-    models.set_output_offset(model, 3.6)
-    assert float(model.output.offset) != 0.0
-    u, m, r = (t[:700] for t in ratings)
-    weights = {"linear": 0.3, "dot": 0.9}
-    step = training.DotStep(model, weight_decay=0.0, chunk=256, loss_weights=weights)
-    sse = step.accumulate(u, m, r)  # 3 chunks, the last one short
-    if arch == "hybrid":
-        pred, linear = model.heads(u, m)
-        loss = 0.9 * (pred - r).square().mean() + 0.3 * (linear - r).square().mean()
-    else:
-        pred = model(u, m)
-        loss = (pred - r).square().mean()
-    loss.backward()
-    f = 4
-    user_grad, movie_grad = step.user_opt.grads[0], step.movie_opt.grads[0]
-    assert torch.allclose(user_grad[:, :f], model.user_emb.weight.grad, atol=1e-6)
-    assert torch.allclose(user_grad[:, f : f + 1], model.user_bias.weight.grad, atol=1e-6)
-    assert torch.allclose(movie_grad[:, :f], model.movie_emb.weight.grad, atol=1e-6)
-    assert torch.allclose(movie_grad[:, f + 1 :], model.movie_bias.weight.grad, atol=1e-6)
-    assert sse.item() == pytest.approx(((pred - r) ** 2).sum().item(), rel=1e-5)
-    if arch == "hybrid":
-        head = step.linear_grads[0]
-        weight_grad = model.linear.weight.grad[0]
-        assert torch.allclose(head[0, :f], weight_grad[:f], atol=1e-6)
-        assert torch.allclose(head[1, :f], weight_grad[f:], atol=1e-6)
-        assert step.linear_bias_grads[0].item() == pytest.approx(
-            model.linear.bias.grad.item(), abs=1e-6
-        )
-
-
-def test_row_l2_is_the_per_use_penalty():
-    """RowAdam's gradient = autograd of MSE + wd * sum over uses of |row|^2 / B."""
-    torch.manual_seed(0)
-    table = torch.randn(10, 3)
-    index = torch.tensor([1, 1, 4, 7, 7, 7, 2])
-    data_grad = torch.randn(7, 3)
-    wd = 0.3
-    opt = training.RowAdam(table.clone(), weight_decay=wd, accumulators=2)
-    opt.accumulate(index[:3], data_grad[:3], acc=0)
-    opt.accumulate(index[3:], data_grad[3:], acc=1)
-    rows, uses = opt.begin_step(index)
-    got = opt.gradient(rows, uses, batch_size=7)
-    leaf = table.clone().requires_grad_()
-    used = leaf[index]
-    loss = (used * data_grad).sum() + wd * used.square().sum() / 7
-    loss.backward()
-    assert rows.tolist() == [1, 2, 4, 7]
-    assert torch.allclose(got, leaf.grad[rows], atol=1e-6)
-    assert opt.grads[0].abs().sum() == 0 and opt.grads[1].abs().sum() == 0  # reset
-
-
-def test_row_adam_touches_only_used_rows_and_freezes_columns():
-    table = torch.ones(6, 3)
-    opt = training.RowAdam(table, weight_decay=0.1, frozen_columns=[2])
-    index = torch.tensor([0, 3, 3])
-    opt.accumulate(index, torch.ones(3, 3))
-    opt.step(index, lr=0.1, batch_size=3)
-    changed = (table != 1).any(1)
-    assert changed.tolist() == [True, False, False, True, False, False]
-    assert (table[:, 2] == 1).all()
-
-
-@pytest.mark.parametrize("arch", ["dot", "hybrid"])
-def test_fused_and_autograd_training_agree(arch):
-    train, val = split(low_rank())
-    _, fused = small_fit(arch, train, val, fused=True)
-    _, plain = small_fit(arch, train, val, fused=False)
-    assert fused["engine"] == f"fused-{arch}" and plain["engine"] == "autograd"
-    for a, b in zip(fused["history"], plain["history"], strict=True):
-        assert a["val_rmse"] == pytest.approx(b["val_rmse"], abs=1e-4)
-        assert a["train_mse"] == pytest.approx(b["train_mse"], abs=1e-4)
 
 
 # --- fit ------------------------------------------------------------------------------
@@ -218,14 +137,14 @@ def test_fit_is_deterministic_on_cpu(arch):
 @pytest.mark.parametrize("arch", ["dot", "hybrid", "mlp"])
 def test_worker_threads_are_deterministic(arch, monkeypatch):
     """Two worker threads (torch threads = 2) give the same numbers on every run."""
-    monkeypatch.setattr(training, "CPU_CHUNK", 500)  # several chunks per batch
+    monkeypatch.setattr(fast, "CPU_CHUNK", 500)  # several chunks per batch
     train, val = split(low_rank(n_ratings=4000))
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
         _, a = small_fit(arch, train, val, batch_size=2048)
         assert torch.get_num_threads() == 2  # restored after the workers
-        assert a["engine"] != "autograd" or arch == "mlp"
+        assert a["engine"] == f"fast-{arch}" or arch == "mlp"
         _, b = small_fit(arch, train, val, batch_size=2048)
         torch.set_num_threads(1)
         _, single = small_fit(arch, train, val, batch_size=2048)

@@ -14,7 +14,7 @@ rule benchmark_training:
         val=f"results/{{dataset}}/{bench_split()}/split/val.parquet",
         users=rules.index_ratings.output.users,
         movies=rules.index_ratings.output.movies,
-        code=library("bench.py", "models.py", "training.py"),
+        code=library("bench.py", "models.py", "settings.py", "training"),
     output:
         json="results/benchmarks/training-{dataset}.json",
         md="results/benchmarks/training-{dataset}.md",

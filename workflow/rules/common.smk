@@ -93,11 +93,19 @@ def index_spec(wildcards):
 def library(*modules):
     """Library modules as rule inputs, so editing one reruns the rules using it.
 
+    A module is a file (models.py) or a subpackage (training: every .py in it).
     Paths are relative to the working directory: Snakemake records input paths,
     and absolute ones would make a moved or freshly cloned project look stale.
     """
     library_dir = os.path.join(workflow.basedir, "workflow", "scripts", "movierec")
-    return [os.path.relpath(os.path.join(library_dir, m)) for m in modules]
+    paths = []
+    for module in modules:
+        path = os.path.join(library_dir, module)
+        if os.path.isdir(path):
+            paths += sorted(str(p) for p in Path(path).rglob("*.py"))
+        else:
+            paths.append(path)
+    return [os.path.relpath(p) for p in paths]
 
 
 MODEL_NAMES = list(config["models"])

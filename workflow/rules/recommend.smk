@@ -14,7 +14,7 @@ rule recommend_model:
         val=rules.split_ratings.output.val,
         users=rules.index_ratings.output.users,
         movies=rules.index_ratings.output.movies,
-        code=library("recommend.py", "models.py", "checkpoint.py"),
+        code=library("recommend.py", "models.py", "settings.py", "checkpoint.py"),
     output:
         lists=replicate_lists(),
     log:
@@ -106,7 +106,13 @@ rule find_similar_movies:
         model=f"{REPORT_MODEL}/model.pt",
         meta=f"{REPORT_MODEL}/model.json",
         movies=rules.index_ratings.output.movies,
-        code=library("similar.py", "reports/tables.py", "checkpoint.py", "models.py"),
+        code=library(
+            "similar.py",
+            "reports/tables.py",
+            "checkpoint.py",
+            "models.py",
+            "settings.py",
+        ),
     output:
         md=report(
             f"{MODEL_REPORT}/similar_movies.md",

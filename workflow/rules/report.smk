@@ -20,6 +20,7 @@ rule rank_movie_bias:
             "reports/tables.py",
             "checkpoint.py",
             "models.py",
+            "settings.py",
         ),
     output:
         csv=report(
@@ -65,6 +66,7 @@ rule pca_movie_embeddings:
             "reports/tables.py",
             "checkpoint.py",
             "models.py",
+            "settings.py",
         ),
     output:
         csv=report(
@@ -117,6 +119,7 @@ rule plot_bias_vs_mean:
             "reports/inputs.py",
             "checkpoint.py",
             "models.py",
+            "settings.py",
         ),
     output:
         png=report(

@@ -13,7 +13,12 @@ rule train_trial:
         movies=rules.index_ratings.output.movies,
         init=trial_init,
         code=library(
-            "models.py", "training.py", "checkpoint.py", "negatives.py", "trials.py"
+            "models.py",
+            "settings.py",
+            "training",
+            "checkpoint.py",
+            "negatives.py",
+            "trials.py",
         ),
     output:
         model="results/{dataset}/{split}/sweeps/{sweep}/trials/{trial}/model.pt",

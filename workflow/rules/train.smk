@@ -32,7 +32,7 @@ rule pretrain_model:
         val=rules.split_ratings.output.val,
         users=rules.index_ratings.output.users,
         movies=rules.index_ratings.output.movies,
-        code=library("models.py", "training.py", "checkpoint.py"),
+        code=library("models.py", "settings.py", "training", "checkpoint.py"),
     output:
         model="results/{dataset}/{split}/models/{model}/rep{replicate}/pretrain/model.pt",
         meta="results/{dataset}/{split}/models/{model}/rep{replicate}/pretrain/model.json",
@@ -58,7 +58,9 @@ rule train_model:
         users=rules.index_ratings.output.users,
         movies=rules.index_ratings.output.movies,
         init=init_checkpoint,
-        code=library("models.py", "training.py", "checkpoint.py", "negatives.py"),
+        code=library(
+            "models.py", "settings.py", "training", "checkpoint.py", "negatives.py"
+        ),
     output:
         model="results/{dataset}/{split}/models/{model}/rep{replicate}/model.pt",
         meta="results/{dataset}/{split}/models/{model}/rep{replicate}/model.json",
@@ -87,7 +89,7 @@ rule evaluate_model:
         history=replicate_files("history.json"),
         train=rules.split_ratings.output.train,
         test=rules.split_ratings.output.test,
-        code=library("evaluation.py", "models.py", "checkpoint.py"),
+        code=library("evaluation.py", "models.py", "settings.py", "checkpoint.py"),
     output:
         metrics=replicate_files("metrics.json"),
         predictions=replicate_files("test_predictions.parquet"),

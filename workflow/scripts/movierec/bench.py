@@ -324,7 +324,7 @@ def _ours_speed(settings, train, val, n_users, n_movies, steps, rating_scale, de
     lr = float(settings["phases"][0]["lr"])
     epochs = math.ceil(steps * kwargs["batch_size"] / len(train))
     model = models.build_model(settings, n_users, n_movies)
-    with _quiet(training.log):
+    with _quiet(logging.getLogger("movierec.training")):
         result = training.fit(
             model, train, val, phases=[{"lr": lr, "epochs": epochs}], max_steps=steps, **kwargs
         )

@@ -22,16 +22,14 @@ mean rather than the middle of the scale: with ``y_range`` [0.5, 5.5] a raw 0
 would mean 3.0 where MovieLens' mean is about 3.5.
 """
 
-import contextlib
 import logging
-import threading
 
 import torch
 from torch import nn
 
-log = logging.getLogger(__name__)
+from movierec.settings import ModelSettings
 
-ARCHS = ("mlp", "dot", "hybrid")
+log = logging.getLogger(__name__)
 
 #: Standard deviation of the normal initialisation of embedding rows (fastai's
 #: choice: small enough that the first predictions sit at the bias/offset).
@@ -80,82 +78,6 @@ def set_output_offset(model, mean_rating):
     low, high = output.y_range
     p = min(max((float(mean_rating) - low) / (high - low), 1e-4), 1 - 1e-4)
     output.offset.fill_(float(torch.logit(torch.tensor(p, dtype=torch.float64))))
-
-
-#: Per-thread override of the generator that picks dropout masks (see
-#: `dropout_generator`); training threads that share a module each use their own.
-_THREAD_RNG = threading.local()
-
-
-@contextlib.contextmanager
-def dropout_generator(generator):
-    """Within this block, `PooledDropout` in this thread picks masks with `generator`."""
-    previous = getattr(_THREAD_RNG, "generator", None)
-    _THREAD_RNG.generator = generator
-    try:
-        yield
-    finally:
-        _THREAD_RNG.generator = previous
-
-
-class PooledDropout(nn.Module):
-    """Inverted dropout whose masks are drawn from a pool of random rows.
-
-    CPU `torch.nn.functional.dropout` draws one Bernoulli variate per element
-    through a slow generic path (about 18 ns per element here: more than the
-    MLP's matrix products). Here each rating's mask is a row picked at random
-    from a pool of ``pool_rows`` independent Bernoulli masks; `refresh`
-    redraws the pool (training does so every epoch, from its seeded
-    generator). Per rating the mask has exactly dropout's distribution; only
-    ratings that pick the same pool row in an epoch share a mask. Without a
-    pool (never refreshed) it falls back to exact `F.dropout`, so the module
-    also works outside `movierec.training.fit`. In eval mode it is the
-    identity, like `nn.Dropout`.
-
-    Parameters
-    ----------
-    p : float
-        Probability of zeroing a unit, in [0, 1).
-    width : int
-        Number of units (columns) of the input.
-    pool_rows : int
-        Number of masks in the pool.
-    """
-
-    def __init__(self, p, width, pool_rows=8192):
-        super().__init__()
-        if not 0.0 <= float(p) < 1.0:
-            raise ValueError(f"dropout probability must be in [0, 1), got {p!r}")
-        self.p = float(p)
-        self.width = int(width)
-        self.pool_rows = int(pool_rows)
-        self.pool = None
-        self.generator = None
-
-    def refresh(self, generator, device=None):
-        """Redraw the mask pool from `generator` (and use it for row picks)."""
-        self.generator = generator
-        if self.p == 0.0:
-            return
-        keep = 1.0 - self.p
-        rand = torch.rand(self.pool_rows, self.width, generator=generator, device=generator.device)
-        self.pool = (rand < keep).to(torch.float32).mul_(1.0 / keep)
-        if device is not None:
-            self.pool = self.pool.to(device)
-
-    def forward(self, x):
-        if not self.training or self.p == 0.0:
-            return x
-        if self.pool is None:
-            return nn.functional.dropout(x, self.p, True)
-        generator = getattr(_THREAD_RNG, "generator", None) or self.generator
-        rows = torch.randint(
-            self.pool_rows, (x.shape[0],), generator=generator, device=self.pool.device
-        )
-        return x * self.pool.index_select(0, rows)
-
-    def extra_repr(self):
-        return f"p={self.p}, width={self.width}, pool_rows={self.pool_rows}"
 
 
 def _embedding(n, dim, generator, std=INIT_STD):
@@ -248,7 +170,7 @@ class MLPModel(nn.Module):
             _init_linear(linear, generator)
             layers += [linear, nn.ReLU(inplace=True)]
             if p > 0:
-                layers.append(PooledDropout(p, size))
+                layers.append(nn.Dropout(p))
             width = size
         out = nn.Linear(width, 1)
         _init_linear(out, generator)
@@ -274,41 +196,33 @@ def build_model(settings, n_users, n_movies):
 
     Parameters
     ----------
-    settings : dict
-        A ``models.<name>`` block (or its ``pretrain`` block): ``arch`` (mlp,
-        dot, hybrid), ``n_factors``, ``y_range``, ``seed``, and for mlp
-        ``hidden`` and ``dropouts``. Training keys are ignored here.
+    settings : movierec.settings.ModelSettings or dict
+        A ``models.<name>`` block (or its ``pretrain`` block), complete as the
+        schema fills it; only ``arch``, ``n_factors``, ``y_range``, ``seed``
+        and, for an mlp, ``hidden`` and ``dropouts`` matter here.
     n_users, n_movies : int
         Rows of the embedding tables (the index sizes of users/movies.parquet).
 
     Returns
     -------
     torch.nn.Module
-        Initialised from ``settings["seed"]`` (same settings, same weights),
-        in training mode, on CPU.
+        Initialised from ``settings.seed`` (same settings, same weights), in
+        training mode, on CPU.
     """
-    arch = settings.get("arch")
-    if arch not in ARCHS:
-        raise ValueError(f"model arch must be one of {', '.join(ARCHS)}; got {arch!r}")
-    for name, value in (("n_users", n_users), ("n_movies", n_movies)):
-        if int(value) < 1:
-            raise ValueError(f"{name} must be at least 1, got {value!r}")
-    n_factors = int(settings.get("n_factors", 50))
-    if n_factors < 1:
-        raise ValueError(f"n_factors must be at least 1, got {n_factors!r}")
-    generator = torch.Generator().manual_seed(int(settings.get("seed", 1)))
-    y_range = settings.get("y_range")
-    common = dict(y_range=y_range, generator=generator)
-    if arch == "dot":
-        return DotModel(int(n_users), int(n_movies), n_factors, **common)
-    if arch == "hybrid":
-        return HybridModel(int(n_users), int(n_movies), n_factors, **common)
+    if not isinstance(settings, ModelSettings):
+        settings = ModelSettings.from_block(settings)
+    generator = torch.Generator().manual_seed(settings.seed)
+    common = dict(y_range=settings.y_range, generator=generator)
+    if settings.arch == "dot":
+        return DotModel(int(n_users), int(n_movies), settings.n_factors, **common)
+    if settings.arch == "hybrid":
+        return HybridModel(int(n_users), int(n_movies), settings.n_factors, **common)
     return MLPModel(
         int(n_users),
         int(n_movies),
-        n_factors,
-        hidden=settings.get("hidden", [100, 100, 50]),
-        dropouts=settings.get("dropouts", [0.5, 0.6, 0.7]),
+        settings.n_factors,
+        hidden=settings.hidden,
+        dropouts=settings.dropouts,
         **common,
     )
 

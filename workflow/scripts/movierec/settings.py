@@ -1,0 +1,119 @@
+"""Typed model settings: one frozen dataclass per block, built from the validated config.
+
+The schema (workflow/schemas/config.schema.yaml) is the one source of every
+default. Snakemake validates config.yaml against it when the workflow is
+parsed and fills the defaults in, so a rule's ``params.settings`` is a
+complete block. `ModelSettings.from_block` turns such a block into typed,
+immutable settings; it refuses a block with missing or unknown keys instead
+of defaulting them a second time (code outside the workflow, such as the
+tests, fills a partial block from the schema first). Nor does it check
+values again: the schema did.
+"""
+
+import dataclasses
+from dataclasses import dataclass
+
+#: The schema's optional keys of a model block: absent means none.
+OPTIONAL = ("negatives", "pretrain")
+
+SCHEMA = "workflow/schemas/config.schema.yaml"
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One stretch of the learning-rate schedule."""
+
+    lr: float
+    epochs: int
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """The hybrid's weights of its linear-head and dot-head MSE losses."""
+
+    linear: float
+    dot: float
+
+
+@dataclass(frozen=True)
+class Negatives:
+    """Sampled negatives (movierec.negatives): train to rank as well as to rate."""
+
+    per_rating: int
+    rating: float
+    relevant_rating: float
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """A ``models.<name>`` block (or its ``pretrain`` block); see the schema for each key."""
+
+    arch: str
+    n_factors: int
+    hidden: tuple[int, ...]
+    dropouts: tuple[float, ...]
+    loss_weights: LossWeights
+    batch_size: int
+    phases: tuple[Phase, ...]
+    weight_decay: float
+    y_range: tuple[float, float] | None
+    seed: int
+    patience: int | None
+    device: str
+    engine: str
+    negatives: Negatives | None = None
+    pretrain: "ModelSettings | None" = None
+
+    @classmethod
+    def from_block(cls, block, where="model block"):
+        """Typed settings from a complete, schema-validated block.
+
+        Raises
+        ------
+        ValueError
+            Naming `where` and the keys, if any key is missing (the schema
+            fills them in) or unknown.
+        """
+        names = [f.name for f in dataclasses.fields(cls)]
+        missing = [n for n in names if n not in block and n not in OPTIONAL]
+        unknown = sorted(set(block) - set(names))
+        if missing or unknown:
+            problems = [f"missing {', '.join(missing)}"] if missing else []
+            problems += [f"unknown {', '.join(unknown)}"] if unknown else []
+            raise ValueError(
+                f"{where}: {'; '.join(problems)} (a model block is complete once {SCHEMA} "
+                "has filled its defaults in, as the workflow does when it reads the config)"
+            )
+        negatives, pretrain = block.get("negatives"), block.get("pretrain")
+        return cls(
+            arch=str(block["arch"]),
+            n_factors=int(block["n_factors"]),
+            hidden=tuple(int(h) for h in block["hidden"]),
+            dropouts=tuple(float(p) for p in block["dropouts"]),
+            loss_weights=LossWeights(**{k: float(v) for k, v in block["loss_weights"].items()}),
+            batch_size=int(block["batch_size"]),
+            phases=tuple(Phase(float(p["lr"]), int(p["epochs"])) for p in block["phases"]),
+            weight_decay=float(block["weight_decay"]),
+            y_range=None if block["y_range"] is None else tuple(float(v) for v in block["y_range"]),
+            seed=int(block["seed"]),
+            patience=None if block["patience"] is None else int(block["patience"]),
+            device=str(block["device"]),
+            engine=str(block["engine"]),
+            negatives=None if negatives is None else Negatives(**negatives),
+            pretrain=None if pretrain is None else cls.from_block(pretrain, f"{where}.pretrain"),
+        )
+
+    def as_block(self):
+        """The block as config.yaml writes it (lists, no absent optional keys): JSON-ready."""
+
+        def plain(value):
+            if isinstance(value, ModelSettings):
+                return value.as_block()
+            if isinstance(value, tuple):
+                return [plain(v) for v in value]
+            if dataclasses.is_dataclass(value):
+                return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+            return value
+
+        block = {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {k: v for k, v in block.items() if not (k in OPTIONAL and v is None)}
