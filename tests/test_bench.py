@@ -108,6 +108,10 @@ def test_model_stages_split_pretrain_from_train():
     assert "pretrain" not in stages[1][1]
     assert "pretrain" in block  # the config block itself is left alone
     assert [name for name, _ in bench.model_stages({"arch": "dot"})] == ["train"]
+    # init_from: the named model's block is the pretrain stage.
+    models_config = {"hybrid": {"arch": "hybrid"}, "h_dot": {"arch": "dot", "init_from": "hybrid"}}
+    stages = bench.model_stages(models_config["h_dot"], models_config)
+    assert [(name, s["arch"]) for name, s in stages] == [("pretrain", "hybrid"), ("train", "dot")]
 
 
 def test_subset_draws_distinct_rows_in_order():
@@ -214,7 +218,7 @@ def test_run_benchmark_reuses_identical_stages_and_combines_two():
     dot = model_block(arch="dot", n_factors=4, batch_size=256, phases=[{"lr": 0.03, "epochs": 2}])
     config = {
         "dot": dict(dot),
-        "dot_then_dot": dict(dot, pretrain=dict(dot)),
+        "dot_then_dot": dict(dot, init_from="dot"),
     }
     settings = bench.bench_settings(
         {"steps": 3, "naive_steps": 4, "warmup_steps": 1, "repeats": 1, "goals": {"dot": 1e9}}
@@ -226,7 +230,10 @@ def test_run_benchmark_reuses_identical_stages_and_combines_two():
     assert double["stages"][0]["timed_seconds"] == single["stages"][0]["timed_seconds"]
     assert double["stages"][0]["val_rmse"] == single["val_rmse"]
     # One epoch of each stage, back to back.
-    assert double["epoch_seconds"] == pytest.approx(2 * single["epoch_seconds"])
+    assert double["stages"][0]["epoch_seconds"] == single["epoch_seconds"]
+    assert double["epoch_seconds"] == pytest.approx(
+        sum(stage["epoch_seconds"] for stage in double["stages"])
+    )
     assert double["full_epochs"] == 4
     assert single["goal_met"] is False and "goal_speedup" not in double
     page = bench.markdown(page_fields(settings, out, train, val))

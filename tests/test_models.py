@@ -1,11 +1,10 @@
 """The networks: shapes, gradients, seeding, dropout, weight transfer, checkpoints."""
 
-import dataclasses
 import json
 
 import pytest
 import torch
-from movierec import checkpoint, models, settings
+from movierec import checkpoint, models
 from schema_defaults import model_block
 
 N_USERS, N_MOVIES = 13, 29
@@ -197,16 +196,6 @@ def test_notebook_mlp_architecture():
 def test_bad_settings_are_clear_errors(settings, message):
     with pytest.raises(ValueError, match=message):
         models.build_model(settings, N_USERS, N_MOVIES)
-
-
-def test_typed_settings_round_trip_a_block():
-    block = model_block(arch="hybrid", negatives={"per_rating": 2}, pretrain={"arch": "mlp"})
-    typed = settings.ModelSettings.from_block(block)
-    assert typed.loss_weights == settings.LossWeights(linear=0.2, dot=1.0)  # the schema's
-    assert typed.pretrain.hidden == (100, 100, 50) and typed.negatives.rating == 0.5
-    assert typed.as_block() == block
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        typed.n_factors = 3
 
 
 def test_transfer_copies_embeddings_and_biases():

@@ -119,25 +119,14 @@ def test_b_model_hyperparameter_reruns_that_model_and_its_reports(clone, rules, 
     assert ran["rank_movie_bias"] == 1 and ran["summarize_models"] == 1, ran
 
 
-def test_b_pretrain_base_reruns_its_finetune_too(clone, rules):
-    # hybrid is the pretrain base of hybrid_then_dot (its pretrain block equals models.hybrid,
-    # so the DAG reuses hybrid's checkpoint). Change both the same way, as a user would.
-    config = yaml.safe_load((clone / FAST).read_text())
-    hybrid = dict(
-        yaml.safe_load((clone / "config.yaml").read_text())["models"]["hybrid"],
-        **config.get("models", {}).get("hybrid", {}),
-    )
-    seed = hybrid.get("seed", 1) + 1
-    override = write_override(
-        clone,
-        "hybrid.yaml",
-        {"models": {"hybrid": {"seed": seed}, "hybrid_then_dot": {"pretrain": {"seed": seed}}}},
-    )
+def test_b_init_from_source_reruns_its_finetune_too(clone, rules):
+    # hybrid_then_dot starts from hybrid's checkpoint (init_from: hybrid).
+    override = write_override(clone, "hybrid.yaml", {"models": {"hybrid": {"seed": 7}}})
     jobs, out = jobs_in(clone, override)
     trained = sorted(wc["model"] for rule, wc, _ in jobs if rule == "train_model")
     assert trained == ["hybrid", "hybrid_then_dot"], jobs
     ran = Counter(rule for rule, _, _ in jobs)
-    assert "pretrain_model" not in ran, "hybrid_then_dot must still reuse hybrid's checkpoint"
+    assert "pretrain_model" not in ran, "hybrid_then_dot starts from hybrid's checkpoint"
     assert not (set(ran) & (DATA_RULES | {"compute_baselines"})), ran
     assert set(ran) - MODEL_RULES <= report_rules(rules), ran
     report_models = {wc["model"] for _, wc, _ in jobs if "model" in wc}

@@ -92,7 +92,7 @@ def test_pretrain_edges(trained):
         assert mlp_init["path"].endswith(f"models/mlp_then_dot/rep{rep}/pretrain/model.pt")
         assert mlp_init["arch"] == "mlp"
         assert (models / "mlp_then_dot" / f"rep{rep}" / "pretrain" / "history.json").is_file()
-        # hybrid_then_dot's pretrain block equals models.hybrid: hybrid is trained once, reused.
+        # hybrid_then_dot starts from hybrid's checkpoint (init_from): no pretrain stage.
         hybrid = read_json(models / "hybrid_then_dot" / f"rep{rep}" / "model.json")["init"]
         assert hybrid["path"].endswith(f"models/hybrid/rep{rep}/model.pt")
         assert hybrid["copied"] == ["user_emb", "movie_emb", "user_bias", "movie_bias"]
@@ -204,8 +204,8 @@ def test_test_ratings_never_reach_training(trained):
 def test_notebook_config_plans_the_2017_run(project):
     """config/notebook-2017.yaml validates and plans its own pretrain for hybrid_then_dot.
 
-    Its hybrid pretrain (15 epochs) differs from models.hybrid (5 epochs), so the
-    DAG must not reuse hybrid's checkpoint there, unlike with the defaults.
+    Its hybrid pretrain (15 epochs) differs from models.hybrid (5 epochs), so it
+    sets init_from: null and trains a pretrain stage, unlike the defaults.
     """
     config = yaml.safe_load((project / "config.yaml").read_text())
     notebook = yaml.safe_load((project / "config/notebook-2017.yaml").read_text())

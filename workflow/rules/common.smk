@@ -12,6 +12,7 @@ from snakemake.utils import validate
 RULES_DIR = Path(workflow.current_basedir)
 sys.path.insert(0, str(RULES_DIR.parent / "scripts"))
 from movierec import sweeps
+from movierec.settings import init_sources
 from movierec.sweep_plan import plan_sweeps
 from movierec.config_check import check_config
 
@@ -223,44 +224,21 @@ def rating_scale(wildcards):
     return dataset_entry(wildcards.dataset)["rating_scale"]
 
 
-def check_pretrain_shapes():
-    """A finetune copies its pretrain's tables, so both need the same n_factors: say so now."""
-    for model, block in config["models"].items():
-        pretrain = block.get("pretrain")
-        if pretrain and pretrain["n_factors"] != block["n_factors"]:
-            raise ValueError(
-                f"models.{model}: n_factors {block['n_factors']} differs from its "
-                f"pretrain's n_factors {pretrain['n_factors']}; the finetune starts from "
-                "the pretrained embeddings, so both must be equal"
-            )
-
-
-check_pretrain_shapes()
-
-
-def reused_pretrain(model):
-    """The model whose checkpoint a finetune starts from when its pretrain block equals it."""
-    wanted = config["models"][model]["pretrain"]
-    for other in MODEL_NAMES:
-        if "pretrain" not in config["models"][other] and base_settings(other) == wanted:
-            return other
-    return None
+#: Model -> ("pretrain", None), ("model", other) or None: where its embeddings start.
+INIT_SOURCES = init_sources(config["models"])
 
 
 def init_checkpoint(wildcards):
-    """The checkpoint a finetune starts from; [] for a model without pretrain.
-
-    When the pretrain block equals another model's settings exactly, that
-    model's checkpoint (same replicate) is reused so the DAG trains it once.
-    """
-    model = wildcards.model
-    if "pretrain" not in config["models"][model]:
+    """The checkpoint a model starts from: its own pretrain stage's, that of the
+    model its ``init_from`` names (same replicate), or [] for neither."""
+    source = INIT_SOURCES[wildcards.model]
+    if source is None:
         return []
     base = f"results/{wildcards.dataset}/{wildcards.split}/models"
-    other = reused_pretrain(model)
-    if other:
+    kind, other = source
+    if kind == "model":
         return f"{base}/{other}/rep{wildcards.replicate}/model.pt"
-    return f"{base}/{model}/rep{wildcards.replicate}/pretrain/model.pt"
+    return f"{base}/{wildcards.model}/rep{wildcards.replicate}/pretrain/model.pt"
 
 
 def replicate_files(name):
@@ -418,7 +396,7 @@ def all_predictions(wildcards):
 
 
 def pretrain_history(wildcards):
-    """Model -> history of the checkpoint it starts from (pretrain or a reused model)."""
+    """Model -> history of the checkpoint it starts from (its pretrain or init_from)."""
     out = {}
     for model in MODEL_NAMES:
         init = init_checkpoint(

@@ -26,31 +26,6 @@ rule compute_baselines:
         "../scripts/compute_baselines.py"
 
 
-rule pretrain_model:
-    input:
-        train=rules.split_ratings.output.train,
-        val=rules.split_ratings.output.val,
-        users=rules.index_ratings.output.users,
-        movies=rules.index_ratings.output.movies,
-        code=library("models.py", "settings.py", "training", "checkpoint.py"),
-    output:
-        model="results/{dataset}/{split}/models/{model}/rep{replicate}/pretrain/model.pt",
-        meta="results/{dataset}/{split}/models/{model}/rep{replicate}/pretrain/model.json",
-        history="results/{dataset}/{split}/models/{model}/rep{replicate}/pretrain/history.json",
-    log:
-        "results/{dataset}/{split}/logs/pretrain_model/{model}-rep{replicate}.log",
-    benchmark:
-        "results/benchmarks/{dataset}/{split}/pretrain_model/{model}-rep{replicate}.tsv"
-    conda:
-        "../../envs/train.yaml"
-    threads: 2
-    params:
-        settings=pretrain_settings,
-        rating_scale=rating_scale,
-    script:
-        "../scripts/pretrain_model.py"
-
-
 rule train_model:
     input:
         train=rules.split_ratings.output.train,
@@ -77,6 +52,28 @@ rule train_model:
         rating_scale=rating_scale,
     script:
         "../scripts/train_model.py"
+
+
+# The pretrain stage of a model with a `pretrain:` block: train_model's job on
+# that block, written under rep{r}/pretrain/, with no checkpoint to start from.
+use rule train_model as pretrain_model with:
+    input:
+        train=rules.split_ratings.output.train,
+        val=rules.split_ratings.output.val,
+        users=rules.index_ratings.output.users,
+        movies=rules.index_ratings.output.movies,
+        code=library("models.py", "settings.py", "training", "checkpoint.py"),
+    output:
+        model="results/{dataset}/{split}/models/{model}/rep{replicate}/pretrain/model.pt",
+        meta="results/{dataset}/{split}/models/{model}/rep{replicate}/pretrain/model.json",
+        history="results/{dataset}/{split}/models/{model}/rep{replicate}/pretrain/history.json",
+    log:
+        "results/{dataset}/{split}/logs/pretrain_model/{model}-rep{replicate}.log",
+    benchmark:
+        "results/benchmarks/{dataset}/{split}/pretrain_model/{model}-rep{replicate}.tsv"
+    params:
+        settings=pretrain_settings,
+        rating_scale=rating_scale,
 
 
 # One job per model scores all its replicates: the test part is read once per

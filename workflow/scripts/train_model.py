@@ -1,4 +1,4 @@
-"""Rule train_model: train one model (a finetune when `init` is given); see movierec.training."""
+"""Rules train_model and pretrain_model: train one model (a finetune when `init` is given)."""
 
 import movierec.runlog
 from movierec.training import train_model
@@ -14,7 +14,7 @@ train_model(
     model_pt=snakemake.output.model,
     model_json=snakemake.output.meta,
     history_json=snakemake.output.history,
-    init=snakemake.input.init,
+    init=snakemake.input.get("init", []),  # pretrain_model has none
     threads=snakemake.threads,
     # Set by the gpu/slurm-gpu profiles; a promised GPU that is not visible is an error.
     gpus=int(snakemake.resources.get("gpu", 0)),

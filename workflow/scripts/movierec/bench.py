@@ -123,14 +123,18 @@ def bench_settings(bench):
     return out
 
 
-def model_stages(settings):
+def model_stages(settings, models_config=None):
     """The training stages of one model block: ``[(stage, settings), ...]`` in order.
 
-    A block with ``pretrain`` gives ``pretrain`` then ``train``; any other block
-    just ``train``.
+    A block with ``pretrain`` gives ``pretrain`` then ``train``; one with
+    ``init_from`` gives the named model's block (from `models_config`) as its
+    ``pretrain`` stage; any other block just ``train``.
     """
     settings = copy.deepcopy(dict(settings))
     pretrain = settings.pop("pretrain", None)
+    source = settings.get("init_from")
+    if source is not None:
+        pretrain = {k: v for k, v in models_config[source].items() if k != "pretrain"}
     stages = [] if pretrain is None else [("pretrain", dict(pretrain))]
     return stages + [("train", settings)]
 
@@ -522,7 +526,7 @@ def run_benchmark(models_config, bench, train, val, n_users, n_movies, rating_sc
         stages = []
         init = None
         init_key = None
-        for stage, settings in model_stages(block):
+        for stage, settings in model_stages(block, models_config):
             device = training.resolve_device(settings.get("device", "auto"))
             key = _key(settings)
             if key not in speeds:

@@ -61,6 +61,7 @@ class ModelSettings:
     patience: int | None
     device: str
     engine: str
+    init_from: str | None
     negatives: Negatives | None = None
     pretrain: "ModelSettings | None" = None
 
@@ -99,6 +100,7 @@ class ModelSettings:
             patience=None if block["patience"] is None else int(block["patience"]),
             device=str(block["device"]),
             engine=str(block["engine"]),
+            init_from=block["init_from"],
             negatives=None if negatives is None else Negatives(**negatives),
             pretrain=None if pretrain is None else cls.from_block(pretrain, f"{where}.pretrain"),
         )
@@ -117,3 +119,50 @@ class ModelSettings:
 
         block = {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
         return {k: v for k, v in block.items() if not (k in OPTIONAL and v is None)}
+
+
+def init_sources(models):
+    """Model -> where its initial embeddings come from: ``("pretrain", None)``,
+    ``("model", name)`` or None; the pretrain -> finetune edges of the DAG.
+
+    Checked when the workflow is parsed, so a bad edge fails before any job.
+
+    Raises
+    ------
+    ValueError
+        Naming the model, if ``init_from`` names no model or forms a cycle,
+        a block has both ``init_from`` and ``pretrain``, or the two ends of
+        an edge differ in ``n_factors`` (the tables are copied).
+    """
+    sources = {}
+    for name, block in models.items():
+        source, pretrain = block.get("init_from"), block.get("pretrain")
+        if source is not None and pretrain is not None:
+            raise ValueError(
+                f"models.{name}: init_from ({source}) and pretrain are exclusive; a model "
+                "starts from another model's checkpoint or from its own pretrain stage"
+            )
+        if source is not None and source not in models:
+            raise ValueError(
+                f"models.{name}: init_from {source!r} is not a model; known: {', '.join(models)}"
+            )
+        start = pretrain if pretrain is not None else models.get(source)
+        if start is not None and start["n_factors"] != block["n_factors"]:
+            what = "its pretrain's" if pretrain is not None else f"{source}'s"
+            raise ValueError(
+                f"models.{name}: n_factors {block['n_factors']} differs from {what} "
+                f"n_factors {start['n_factors']}; the embeddings are copied, so both must be equal"
+            )
+        sources[name] = (
+            ("pretrain", None) if pretrain is not None else ("model", source) if source else None
+        )
+    for name in models:
+        seen, current = [name], models[name].get("init_from")
+        while current is not None:
+            if current in seen:
+                raise ValueError(
+                    f"models: init_from forms a cycle: {' -> '.join(seen + [current])}"
+                )
+            seen.append(current)
+            current = models[current].get("init_from")
+    return sources

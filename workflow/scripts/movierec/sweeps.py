@@ -29,7 +29,7 @@ import numpy as np
 SAMPLE_DIGITS = 4
 #: Keys a sweep may not change: the architecture and the pretrain edge are the
 #: model's identity (sweep the pretrain model's own block instead).
-FIXED_KEYS = ("arch", "pretrain")
+FIXED_KEYS = ("arch", "pretrain", "init_from")
 
 
 def _round(value, digits=SAMPLE_DIGITS):
