@@ -236,7 +236,7 @@ def test_free_names_are_not_flagged():
         "movies": "my/movies.csv",
     }
     config["models"]["dot_wide"] = {**config["models"]["dot"], "n_factors": 200}
-    config["bench"]["goals"]["dot_wide"] = 50
+    config["bench"]["goals"]["dot_wide"] = {"plain": 5, "naive": 50}
     check_config(config, SCHEMA)
     schema_validate(config)
 

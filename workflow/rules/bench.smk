@@ -1,33 +1,55 @@
-# The training benchmark (issue 6): our training loop against a typical
-# DataLoader loop, side by side in one job. Never part of `rule all`: it is
-# built only when asked for, e.g.
+# The training benchmark: per model, our loop against the plain loop (reference
+# engine, same batch) and the typical DataLoader loop, on the DAG's own split and
+# from the DAG's own pretrain checkpoints; then one table beside the peers' fit
+# times. Never part of `rule all`: built only when asked for, e.g.
 #   snakemake -j2 results/benchmarks/training-ml-latest-small.json
-# Its settings come from `bench:`, the models' from `models:` (all blocks, with
-# their pretrain stages), both through params, so changing either reruns it.
-# It trains on the configured split (its first fold for a k-fold scheme) and
-# reads validation only.
+# It reads validation only (the test RMSEs it shows are the DAG's own metrics).
+
+
+rule benchmark_model:
+    input:
+        train=rules.split_ratings.output.train,
+        val=rules.split_ratings.output.val,
+        users=rules.index_ratings.output.users,
+        movies=rules.index_ratings.output.movies,
+        init=bench_init,
+        history="results/{dataset}/{split}/models/{model}/rep1/history.json",
+        code=library("bench", "models.py", "settings.py", "training", "checkpoint.py"),
+    output:
+        json="results/benchmarks/{dataset}/{split}/training/{model}.json",
+    log:
+        "results/{dataset}/{split}/logs/benchmark_model/{model}.log",
+    benchmark:
+        "results/benchmarks/{dataset}/{split}/benchmark_model/{model}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: 2
+    params:
+        settings=bench_model_settings,
+        bench=bench_measuring,
+        rating_scale=rating_scale,
+    script:
+        "../scripts/benchmark_model.py"
 
 
 rule benchmark_training:
     input:
-        train=f"results/{{dataset}}/{bench_split()}/split/train.parquet",
-        val=f"results/{{dataset}}/{bench_split()}/split/val.parquet",
-        users=rules.index_ratings.output.users,
-        movies=rules.index_ratings.output.movies,
-        code=library("bench.py", "models.py", "settings.py", "training"),
+        benchmarks=bench_table_inputs("benchmarks"),
+        metrics=bench_table_inputs("metrics"),
+        histories=bench_table_inputs("histories"),
+        peers=bench_table_inputs("peers"),
+        code=library("bench"),
     output:
         json="results/benchmarks/training-{dataset}.json",
         md="results/benchmarks/training-{dataset}.md",
     log:
         "results/{dataset}/logs/benchmark_training.log",
-    benchmark:
-        "results/benchmarks/{dataset}/benchmark_training.tsv"
     conda:
         "../../envs/train.yaml"
-    threads: 2
     params:
-        models=BENCHMARKED_MODELS,
+        models=list(BENCHMARKED_MODELS),
+        peers=config["bench"]["peers"],
+        split=bench_split(),
         bench=config["bench"],
-        rating_scale=rating_scale,
     script:
         "../scripts/benchmark_training.py"

@@ -613,6 +613,53 @@ def bench_split():
     return split_names(config["split"])[0]
 
 
+#: bench: keys that change what benchmark_model measures (the others only the table).
+BENCH_MEASURING = (
+    "steps", "naive_steps", "naive_batch_size", "naive_lr", "warmup_steps", "repeats",
+    "target_margin", "budget_s", "seed",
+)  # fmt: skip
+
+
+def bench_measuring(wildcards):
+    return {key: config["bench"][key] for key in BENCH_MEASURING}
+
+
+def bench_model_settings(wildcards):
+    """The benchmarked model's block with replicate 1's seed (the DAG run it compares to)."""
+    return with_replicate_seed(base_settings(wildcards.model), REPORT_REPLICATE)
+
+
+def bench_init(wildcards):
+    """The DAG's replicate-1 checkpoint the benchmarked model starts from ([] for none)."""
+    return init_checkpoint(
+        SimpleNamespace(
+            dataset=wildcards.dataset,
+            split=wildcards.split,
+            model=wildcards.model,
+            replicate=REPORT_REPLICATE,
+        )
+    )
+
+
+def bench_table_inputs(kind):
+    """Input function of benchmark_training: one file per benchmarked model (or peer)."""
+
+    def inputs(wildcards):
+        base = f"results/{wildcards.dataset}/{bench_split()}"
+        if kind == "peers":
+            return [f"{base}/peers/{p}/metrics.json" for p in config["bench"]["peers"]]
+        if kind == "benchmarks":
+            bench = f"results/benchmarks/{wildcards.dataset}/{bench_split()}/training"
+            return [f"{bench}/{m}.json" for m in BENCHMARKED_MODELS]
+        name = {"metrics": "metrics.json", "histories": "history.json"}[kind]
+        return [
+            f"{base}/models/{m}/rep{REPORT_REPLICATE}/{name}"
+            for m in BENCHMARKED_MODELS
+        ]
+
+    return inputs
+
+
 def print_failed_logs(snakemake_log):
     """Print the log of each failed job on the console (what --show-failed-logs does).
 

@@ -1,19 +1,21 @@
-"""Rule benchmark_training: our training loop against a DataLoader loop; see movierec.bench."""
+"""Rule benchmark_training: every model's benchmark and the peers' fit times in one table."""
 
 import movierec.runlog
-from movierec.bench import benchmark_training
+from movierec.bench.table import benchmark_table
 
 log = movierec.runlog.setup(snakemake.log[0])
-benchmark_training(
-    train_path=snakemake.input.train,
-    val_path=snakemake.input.val,
-    users_path=snakemake.input.users,
-    movies_path=snakemake.input.movies,
-    models_config=snakemake.params.models,
-    bench=snakemake.params.bench,
-    rating_scale=snakemake.params.rating_scale,
+inputs, params = snakemake.input, snakemake.params
+benchmark_table(
+    models={
+        name: {"bench": bench, "metrics": metrics, "history": history}
+        for name, bench, metrics, history in zip(
+            params.models, inputs.benchmarks, inputs.metrics, inputs.histories, strict=True
+        )
+    },
+    peers=dict(zip(params.peers, inputs.peers, strict=True)),
     dataset=snakemake.wildcards.dataset,
+    split=params.split,
+    bench=params.bench,
     json_path=snakemake.output.json,
     md_path=snakemake.output.md,
-    threads=snakemake.threads,
 )
