@@ -8,8 +8,6 @@ end-to-end tests in test_report_workflow.py use the real loader.
 
 import json
 import struct
-import sys
-import types
 import xml.etree.ElementTree as ET
 
 import matplotlib.image
@@ -17,7 +15,7 @@ import matplotlib.text
 import numpy as np
 import pandas as pd
 import pytest
-import torch
+from movierec import vectors
 from movierec.reports import bias as bias_mod
 from movierec.reports import pca as pca_mod
 from movierec.reports import plots, summary
@@ -64,37 +62,13 @@ def make_movies(n, seed=0):
     )
 
 
-class FakeModel(torch.nn.Module):
-    def __init__(self, embedding, bias):
-        super().__init__()
-        self.movie_emb = torch.nn.Embedding.from_pretrained(torch.tensor(embedding).float())
-        self.movie_bias = (
-            None
-            if bias is None
-            else torch.nn.Embedding.from_pretrained(torch.tensor(bias).float().reshape(-1, 1))
-        )
-
-
 @pytest.fixture
-def fake_checkpoints(monkeypatch, tmp_path):
-    """Write 'checkpoints' as .npz and serve them through a fake movierec.checkpoint."""
-
-    def load_model(path):
-        data = np.load(path)
-        bias = data["bias"] if "bias" in data else None
-        return FakeModel(data["embedding"], bias), {"arch": "fake"}
-
-    fake = types.ModuleType("movierec.checkpoint")
-    fake.load_model = load_model
-    monkeypatch.setitem(sys.modules, "movierec.checkpoint", fake)
+def fake_checkpoints(tmp_path):
+    """Write a model's movie vectors as training does (movie_vectors.parquet)."""
 
     def save(name, embedding, bias=None):
-        path = tmp_path / f"{name}.npz"
-        arrays = {"embedding": embedding}
-        if bias is not None:
-            arrays["bias"] = bias
-        with open(path, "wb") as fh:
-            np.savez(fh, **arrays)
+        path = tmp_path / f"{name}_movie_vectors.parquet"
+        vectors.write_movie_vectors(path, embedding, bias)
         return path
 
     return save

@@ -103,15 +103,14 @@ rule score_recommendations:
 
 rule find_similar_movies:
     input:
-        model=f"{REPORT_MODEL}/model.pt",
-        meta=f"{REPORT_MODEL}/model.json",
+        vectors=f"{REPORT_MODEL}/movie_vectors.parquet",
         movies=rules.index_ratings.output.movies,
         code=library(
             "similar.py",
+            "reports/similar.py",
+            "reports/inputs.py",
             "reports/tables.py",
-            "checkpoint.py",
-            "models.py",
-            "settings.py",
+            "vectors.py",
         ),
     output:
         md=report(

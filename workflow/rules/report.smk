@@ -11,16 +11,13 @@ REPORT_MODEL = f"results/{{dataset}}/{{split}}/models/{{model}}/rep{REPORT_REPLI
 
 rule rank_movie_bias:
     input:
-        model=f"{REPORT_MODEL}/model.pt",
-        meta=f"{REPORT_MODEL}/model.json",
+        vectors=f"{REPORT_MODEL}/movie_vectors.parquet",
         movies=rules.index_ratings.output.movies,
         code=library(
             "reports/bias.py",
             "reports/inputs.py",
             "reports/tables.py",
-            "checkpoint.py",
-            "models.py",
-            "settings.py",
+            "vectors.py",
         ),
     output:
         csv=report(
@@ -55,8 +52,7 @@ rule rank_movie_bias:
 
 rule pca_movie_embeddings:
     input:
-        model=f"{REPORT_MODEL}/model.pt",
-        meta=f"{REPORT_MODEL}/model.json",
+        vectors=f"{REPORT_MODEL}/movie_vectors.parquet",
         movies=rules.index_ratings.output.movies,
         code=library(
             "reports/pca.py",
@@ -64,9 +60,7 @@ rule pca_movie_embeddings:
             "reports/bias.py",
             "reports/inputs.py",
             "reports/tables.py",
-            "checkpoint.py",
-            "models.py",
-            "settings.py",
+            "vectors.py",
         ),
     output:
         csv=report(
@@ -110,16 +104,13 @@ rule pca_movie_embeddings:
 
 rule plot_bias_vs_mean:
     input:
-        model=f"{REPORT_MODEL}/model.pt",
-        meta=f"{REPORT_MODEL}/model.json",
+        vectors=f"{REPORT_MODEL}/movie_vectors.parquet",
         movies=rules.index_ratings.output.movies,
         code=library(
             "reports/plots.py",
             "reports/bias.py",
             "reports/inputs.py",
-            "checkpoint.py",
-            "models.py",
-            "settings.py",
+            "vectors.py",
         ),
     output:
         png=report(

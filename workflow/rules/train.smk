@@ -34,12 +34,18 @@ rule train_model:
         movies=rules.index_ratings.output.movies,
         init=init_checkpoint,
         code=library(
-            "models.py", "settings.py", "training", "checkpoint.py", "negatives.py"
+            "models.py",
+            "settings.py",
+            "training",
+            "checkpoint.py",
+            "negatives.py",
+            "vectors.py",
         ),
     output:
         model="results/{dataset}/{split}/models/{model}/rep{replicate}/model.pt",
         meta="results/{dataset}/{split}/models/{model}/rep{replicate}/model.json",
         history="results/{dataset}/{split}/models/{model}/rep{replicate}/history.json",
+        vectors="results/{dataset}/{split}/models/{model}/rep{replicate}/movie_vectors.parquet",
     log:
         "results/{dataset}/{split}/logs/train_model/{model}-rep{replicate}.log",
     benchmark:

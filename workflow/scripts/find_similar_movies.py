@@ -6,7 +6,7 @@ from movierec.reports.similar import similar_movies
 log = movierec.runlog.setup(snakemake.log[0])
 settings = snakemake.params.settings
 similar_movies(
-    model_pt=snakemake.input.model,
+    vectors_path=snakemake.input.vectors,
     movies_path=snakemake.input.movies,
     md_path=snakemake.output.md,
     model=snakemake.wildcards.model,

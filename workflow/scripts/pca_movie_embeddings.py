@@ -5,7 +5,7 @@ from movierec.reports.pca import pca_movie_embeddings
 
 log = movierec.runlog.setup(snakemake.log[0])
 pca_movie_embeddings(
-    model_pt=snakemake.input.model,
+    vectors_path=snakemake.input.vectors,
     movies_path=snakemake.input.movies,
     csv_path=snakemake.output.csv,
     md_path=snakemake.output.md,

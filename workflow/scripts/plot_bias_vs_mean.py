@@ -5,7 +5,7 @@ from movierec.reports.plots import plot_bias_vs_mean
 
 log = movierec.runlog.setup(snakemake.log[0])
 plot_bias_vs_mean(
-    model_pt=snakemake.input.model,
+    vectors_path=snakemake.input.vectors,
     movies_path=snakemake.input.movies,
     png_path=snakemake.output.png,
     svg_path=snakemake.output.svg,

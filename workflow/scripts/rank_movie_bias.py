@@ -5,7 +5,7 @@ from movierec.reports.bias import rank_movie_bias
 
 log = movierec.runlog.setup(snakemake.log[0])
 rank_movie_bias(
-    model_pt=snakemake.input.model,
+    vectors_path=snakemake.input.vectors,
     movies_path=snakemake.input.movies,
     csv_path=snakemake.output.csv,
     md_path=snakemake.output.md,

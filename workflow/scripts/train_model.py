@@ -14,6 +14,7 @@ train_model(
     model_pt=snakemake.output.model,
     model_json=snakemake.output.meta,
     history_json=snakemake.output.history,
+    movie_vectors=snakemake.output.get("vectors"),  # pretrain_model has none
     init=snakemake.input.get("init", []),  # pretrain_model has none
     threads=snakemake.threads,
     # Set by the gpu/slurm-gpu profiles; a promised GPU that is not visible is an error.

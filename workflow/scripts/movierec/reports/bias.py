@@ -48,16 +48,18 @@ def rank_movies(movies, bias):
     return table[CSV_COLUMNS]
 
 
-def ranked_movies(model_pt, movies_path, model, purpose):
-    """Read a checkpoint and movies.parquet, check they agree, and rank by movie bias.
+def ranked_movies(vectors_path, movies_path, model, purpose):
+    """Read movie vectors and movies.parquet, check they agree, and rank by movie bias.
 
     ``purpose`` ("rank", "plot") only words the error for a model without biases.
     """
     movies = read_movies(movies_path)
-    embedding, bias = movie_parameters(model_pt)
+    embedding, bias = movie_parameters(vectors_path)
     if bias is None:
-        raise ValueError(f"{model_pt}: model {model!r} has no movie bias to {purpose} (an mlp?)")
-    check_rows(embedding, movies, model_pt, movies_path)
+        raise ValueError(
+            f"{vectors_path}: model {model!r} has no movie bias to {purpose} (an mlp?)"
+        )
+    check_rows(embedding, movies, vectors_path, movies_path)
     return rank_movies(movies, bias)
 
 
@@ -120,14 +122,14 @@ def bias_markdown(ranked, model, dataset, top_n, popular_n, popular_top_n):
 
 
 def rank_movie_bias(
-    model_pt, movies_path, csv_path, md_path, model, dataset, top_n, popular_n, popular_top_n
+    vectors_path, movies_path, csv_path, md_path, model, dataset, top_n, popular_n, popular_top_n
 ):
     """Write movie_bias.csv (every movie, ranked) and movie_bias.md (the readable views).
 
     Parameters
     ----------
-    model_pt, movies_path : path
-        The trained model's checkpoint and the movie index it was trained against.
+    vectors_path, movies_path : path
+        The trained model's movie_vectors.parquet and the movie index it was trained against.
     csv_path, md_path : path
         Outputs, written atomically.
     model, dataset : str
@@ -145,7 +147,7 @@ def rank_movie_bias(
     ):
         if int(value) < 1:
             raise ValueError(f"reports.bias.{name} is {value}; expected a positive integer")
-    ranked = ranked_movies(model_pt, movies_path, model, "rank")
+    ranked = ranked_movies(vectors_path, movies_path, model, "rank")
     with atomic_path(csv_path) as tmp:
         ranked.to_csv(tmp, index=False)
     write_text(md_path, bias_markdown(ranked, model, dataset, top_n, popular_n, popular_top_n))

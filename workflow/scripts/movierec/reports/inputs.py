@@ -41,36 +41,30 @@ def read_movies(path):
     return movies
 
 
-def movie_parameters(model_pt):
+def movie_parameters(vectors_path):
     """Movie embedding matrix and movie biases of a trained model.
 
     Parameters
     ----------
-    model_pt : path
-        A checkpoint written by the training rules; loaded with
-        `movierec.checkpoint.load_model`, which rebuilds the module from the
-        model.json beside it.
+    vectors_path : path
+        The ``movie_vectors.parquet`` training writes beside the checkpoint
+        (`movierec.vectors`): read without torch.
 
     Returns
     -------
     embedding : numpy.ndarray, shape (n_movies, n_factors)
     bias : numpy.ndarray of shape (n_movies,), or None for a model without biases (mlp)
     """
-    from movierec.checkpoint import load_model  # torch is imported only where needed
+    from movierec.vectors import read_movie_vectors
 
-    module, _meta = load_model(model_pt)
-    embedding = module.movie_emb.weight.detach().cpu().double().numpy()
-    bias = None
-    if getattr(module, "movie_bias", None) is not None:
-        bias = module.movie_bias.weight.detach().cpu().double().numpy().reshape(-1)
-    return embedding, bias
+    return read_movie_vectors(vectors_path)
 
 
-def check_rows(array, movies, model_pt, movies_path):
+def check_rows(array, movies, vectors_path, movies_path):
     """Fail clearly when a model was trained against another movie index."""
     if array.shape[0] != len(movies):
         raise ValueError(
-            f"{model_pt}: the model has {array.shape[0]} movie rows but {movies_path} "
+            f"{vectors_path}: the model has {array.shape[0]} movie rows but {movies_path} "
             f"lists {len(movies)} movies; was it trained on another index?"
         )
 

@@ -131,7 +131,7 @@ def pca_markdown(table, ratios, model, dataset, extremes, n_factors):
 
 
 def pca_movie_embeddings(
-    model_pt,
+    vectors_path,
     movies_path,
     csv_path,
     md_path,
@@ -148,8 +148,8 @@ def pca_movie_embeddings(
 
     Parameters
     ----------
-    model_pt, movies_path : path
-        Checkpoint and the movie index it was trained against.
+    vectors_path, movies_path : path
+        movie_vectors.parquet and the movie index it was trained against.
     csv_path, md_path, png_path, svg_path : path
         Outputs, written atomically.
     model, dataset : str
@@ -171,8 +171,8 @@ def pca_movie_embeddings(
             f"reports.pca.n_components is {n_components}; the PC2-PC3 scatter needs at least 3"
         )
     movies = read_movies(movies_path)
-    embedding, _ = movie_parameters(model_pt)
-    check_rows(embedding, movies, model_pt, movies_path)
+    embedding, _ = movie_parameters(vectors_path)
+    check_rows(embedding, movies, vectors_path, movies_path)
     table, ratios = pca_table(movies, embedding, n_movies, n_components)
     with atomic_path(csv_path) as tmp:
         table.to_csv(tmp, index=False)

@@ -589,7 +589,7 @@ def plot_model_comparison(
 
 
 def plot_bias_vs_mean(
-    model_pt, movies_path, png_path, svg_path, model, dataset, label_n, min_ratings
+    vectors_path, movies_path, png_path, svg_path, model, dataset, label_n, min_ratings
 ):
     """Write bias_vs_mean.png/.svg for one model: learned bias against mean rating.
 
@@ -603,6 +603,6 @@ def plot_bias_vs_mean(
             f"reports.bias_plot: label_n={label_n}, min_ratings={min_ratings}; "
             "expected non-negative integers"
         )
-    ranked = ranked_movies(model_pt, movies_path, model, "plot")
+    ranked = ranked_movies(vectors_path, movies_path, model, "plot")
     fig = bias_vs_mean_figure(ranked, int(label_n), int(min_ratings), f"{model} on {dataset}")
     save_figure(fig, png_path, svg_path)

@@ -34,12 +34,12 @@ def query_movies(movies, most_rated, movie_ids, movies_path):
     return np.asarray(rows, dtype=np.int64)
 
 
-def similar_movies(*, model_pt, movies_path, md_path, model, dataset, most_rated, movie_ids, n,
+def similar_movies(*, vectors_path, movies_path, md_path, model, dataset, most_rated, movie_ids, n,
                    min_ratings):  # fmt: skip
     """What rule find_similar_movies runs: one table of neighbours per query movie."""
     movies = read_movies(movies_path)
-    factors, _bias = movie_parameters(model_pt)
-    check_rows(factors, movies, model_pt, movies_path)
+    factors, _bias = movie_parameters(vectors_path)
+    check_rows(factors, movies, vectors_path, movies_path)
     queries = query_movies(movies, most_rated, movie_ids, movies_path)
     eligible = movies["n_ratings"].to_numpy() >= int(min_ratings)
     neighbours, similarity = nearest_movies(factors, queries, int(n), eligible)
@@ -70,4 +70,4 @@ def similar_movies(*, model_pt, movies_path, md_path, model, dataset, most_rated
             markdown_table(frame, formats={"cosine": ".3f"}),
         ]
     write_text(md_path, "\n".join(lines))
-    log.info("%s: neighbours of %d movies", model_pt, len(queries))
+    log.info("%s: neighbours of %d movies", vectors_path, len(queries))

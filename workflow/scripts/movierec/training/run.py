@@ -27,6 +27,7 @@ def train_model(
     model_json,
     history_json,
     init=None,
+    movie_vectors=None,
     threads=1,
     gpus=0,
 ):
@@ -48,6 +49,9 @@ def train_model(
     rating_scale : (float, float)
     model_pt, model_json, history_json : path
         Outputs, each written atomically (``history_json``: what `fit` returns).
+    movie_vectors : path, optional
+        Also write the model's movie vectors there (`movierec.vectors`), for
+        the reports.
     init : path, or a list of at most one path, optional
         A pretrained ``model.pt`` whose embeddings (and biases) initialise
         this model (the finetune half of mlp_then_dot / hybrid_then_dot);
@@ -57,7 +61,7 @@ def train_model(
     gpus : int
         GPUs the job was promised (the rule's ``gpu`` resource); see resolve_device.
     """
-    from movierec import atomic, checkpoint
+    from movierec import atomic, checkpoint, vectors
 
     if not isinstance(init, str | os.PathLike | type(None)):
         init = next(iter(init), None)
@@ -127,5 +131,7 @@ def train_model(
         "engine": metrics.pop("engine"),
     }
     checkpoint.save_model(model, meta, model_pt, model_json)
+    if movie_vectors is not None:
+        vectors.write_movie_vectors(movie_vectors, *vectors.model_vectors(model))
     atomic.write_json(history_json, metrics)
     return metrics
