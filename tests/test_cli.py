@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from movierec import cli, foldin
+from movierec import cli, foldin, foldin_ridge
 from movierec.similar import nearest_movies
 from test_foldin import DATASET, GROUP, HELD_OUT, N_MOVIES, build_project, movie_id, user_id
 
@@ -82,7 +82,7 @@ def test_recommend_known_user(project, capsys, elsewhere):
     scores = [i["score"] for i in items]
     assert scores == sorted(scores, reverse=True)
     # The best unseen movies: nothing left out scores higher than the last listed.
-    everything = foldin.output_scale(
+    everything = foldin_ridge.output_scale(
         foldin.trained_user(cli.ModelDir(project["models"]["dot"]).model, user).raw, (0.5, 5.5)
     )
     unseen = np.setdiff1d(np.arange(N_MOVIES), sorted(seen))

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from movierec import checkpoint, foldin, models, training
+from movierec import checkpoint, foldin, foldin_ridge, models, training
 from movierec.training import Ratings
 from schema_defaults import model_block
 
@@ -268,12 +268,12 @@ def test_ridge_equals_numpy_least_squares(project, dot):
     fit_movies, fit_ratings, _, _ = held_out_ratings(project["data"])
     _, movie_f, _, movie_b = tables(dot)
     offset, y_range = float(dot.output.offset), dot.output.y_range
-    targets = foldin.raw_targets(fit_ratings, movie_b[fit_movies], offset, y_range)
+    targets = foldin_ridge.raw_targets(fit_ratings, movie_b[fit_movies], offset, y_range)
     inside = fit_ratings > 0.5  # 0.5, the lower bound of y_range, is clipped (test below)
     logit = np.log((fit_ratings[inside] - 0.5) / (5.5 - fit_ratings[inside]))
     np.testing.assert_allclose(targets[inside], logit - offset - movie_b[fit_movies][inside])
     reg = 2.5
-    x, b = foldin.ridge_solve(movie_f[fit_movies], targets, reg)
+    x, b = foldin_ridge.ridge_solve(movie_f[fit_movies], targets, reg)
     design = np.hstack([movie_f[fit_movies], np.ones((len(fit_movies), 1))])
     stacked = np.vstack([design, np.sqrt(reg) * np.eye(design.shape[1])])
     w, *_ = np.linalg.lstsq(stacked, np.append(targets, np.zeros(design.shape[1])), rcond=None)
@@ -287,8 +287,8 @@ def test_ridge_equals_numpy_least_squares(project, dot):
 
 def test_bound_ratings_are_clipped_to_finite_targets():
     # Under y_range [0.5, 5.5] a 0.5 would be logit(0) = -inf.
-    targets = foldin.raw_targets([0.5, 5.5, 3.0], [0.0, 0.0, 0.0], 0.0, (0.5, 5.5))
-    eps = foldin.EPS
+    targets = foldin_ridge.raw_targets([0.5, 5.5, 3.0], [0.0, 0.0, 0.0], 0.0, (0.5, 5.5))
+    eps = foldin_ridge.EPS
     np.testing.assert_allclose(targets, [np.log(eps / (1 - eps)), np.log((1 - eps) / eps), 0.0])
     assert np.all(np.isfinite(targets))
 
@@ -305,7 +305,7 @@ def test_refinement_minimises_the_real_loss(project, dot):
 
     def loss(s):
         w = np.append(s.vector, s.bias)
-        return foldin.bounded_loss(w, design, base, fit_ratings, reg, y_range)
+        return foldin_ridge.bounded_loss(w, design, base, fit_ratings, reg, y_range)
 
     assert loss(refined) < loss(ridge)
     # Stationary: the gradient of the real loss vanishes at the refined row.
@@ -424,4 +424,4 @@ def test_bad_ratings_are_named(dot, movies_, ratings, message):
 
 def test_ridge_needs_a_positive_reg_with_few_ratings():
     with pytest.raises(ValueError, match="reg must be positive"):
-        foldin.ridge_solve(np.ones((2, 4)), np.ones(2), 0.0)
+        foldin_ridge.ridge_solve(np.ones((2, 4)), np.ones(2), 0.0)

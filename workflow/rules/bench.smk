@@ -13,7 +13,7 @@ rule benchmark_model:
         users=rules.index_ratings.output.users,
         movies=rules.index_ratings.output.movies,
         init=bench_init,
-        history="results/{dataset}/{split}/models/{model}/rep1/history.json",
+        history=f"{REPORT_MODEL}/history.json",
         code=library("bench", "models.py", "settings.py", "training", "checkpoint.py"),
     output:
         json="results/benchmarks/{dataset}/{split}/training/{model}.json",

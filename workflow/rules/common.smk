@@ -53,6 +53,11 @@ def synthetic_spec(name):
     return spec
 
 
+def synthetic_params(wildcards):
+    """generate_synthetic's settings for the {dataset} it builds."""
+    return synthetic_spec(wildcards.dataset)
+
+
 def is_synthetic(name):
     return bool(SYNTHETIC_NAME.match(name))
 
@@ -234,23 +239,27 @@ def init_checkpoint(wildcards):
     source = INIT_SOURCES[wildcards.model]
     if source is None:
         return []
-    base = f"results/{wildcards.dataset}/{wildcards.split}/models"
     kind, other = source
-    if kind == "model":
-        return f"{base}/{other}/rep{wildcards.replicate}/model.pt"
-    return f"{base}/{wildcards.model}/rep{wildcards.replicate}/pretrain/model.pt"
+    model = other if kind == "model" else wildcards.model
+    folder = model_dir(wildcards.dataset, wildcards.split, model, wildcards.replicate)
+    return f"{folder}/model.pt" if kind == "model" else f"{folder}/pretrain/model.pt"
+
+
+#: Where one replicate of a model lives: the one place this path is typed.
+MODEL_DIR = "results/{dataset}/{split}/models/{model}/rep{replicate}"
+#: The replicate the per-model reports and the benchmark read, as a pattern.
+REPORT_MODEL = MODEL_DIR.replace("{replicate}", str(REPORT_REPLICATE))
 
 
 def replicate_files(name):
     """Patterns of file `name` of every replicate of {model} (for one job over all of them)."""
-    return [
-        f"results/{{dataset}}/{{split}}/models/{{model}}/rep{r}/{name}"
-        for r in REPLICATES
-    ]
+    return [f"{MODEL_DIR.replace('{replicate}', str(r))}/{name}" for r in REPLICATES]
 
 
 def model_dir(dataset, split, model, replicate):
-    return f"results/{dataset}/{split}/models/{model}/rep{replicate}"
+    return MODEL_DIR.format(
+        dataset=dataset, split=split, model=model, replicate=replicate
+    )
 
 
 def model_files(dataset, split, name):
@@ -653,7 +662,7 @@ def bench_table_inputs(kind):
             return [f"{bench}/{m}.json" for m in BENCHMARKED_MODELS]
         name = {"metrics": "metrics.json", "histories": "history.json"}[kind]
         return [
-            f"{base}/models/{m}/rep{REPORT_REPLICATE}/{name}"
+            f"{model_dir(wildcards.dataset, bench_split(), m, REPORT_REPLICATE)}/{name}"
             for m in BENCHMARKED_MODELS
         ]
 

@@ -39,7 +39,7 @@ rule generate_synthetic:
     conda:
         "../../envs/data.yaml"
     params:
-        spec=lambda wildcards: synthetic_spec(wildcards.dataset),
+        spec=synthetic_params,
     script:
         "../scripts/generate_synthetic.py"
 

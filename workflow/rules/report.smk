@@ -5,8 +5,7 @@
 
 MODEL_REPORT = "results/{dataset}/{split}/reports/{model}"
 SPLIT_REPORT = "results/{dataset}/{split}/reports"
-# Per-model reports draw one replicate (the summary covers all of them).
-REPORT_MODEL = f"results/{{dataset}}/{{split}}/models/{{model}}/rep{REPORT_REPLICATE}"
+# Per-model reports draw one replicate, REPORT_MODEL (the summary covers all of them).
 
 
 rule rank_movie_bias:

@@ -42,10 +42,10 @@ rule train_model:
             "vectors.py",
         ),
     output:
-        model="results/{dataset}/{split}/models/{model}/rep{replicate}/model.pt",
-        meta="results/{dataset}/{split}/models/{model}/rep{replicate}/model.json",
-        history="results/{dataset}/{split}/models/{model}/rep{replicate}/history.json",
-        vectors="results/{dataset}/{split}/models/{model}/rep{replicate}/movie_vectors.parquet",
+        model=f"{MODEL_DIR}/model.pt",
+        meta=f"{MODEL_DIR}/model.json",
+        history=f"{MODEL_DIR}/history.json",
+        vectors=f"{MODEL_DIR}/movie_vectors.parquet",
     log:
         "results/{dataset}/{split}/logs/train_model/{model}-rep{replicate}.log",
     benchmark:
@@ -70,9 +70,9 @@ use rule train_model as pretrain_model with:
         movies=rules.index_ratings.output.movies,
         code=library("models.py", "settings.py", "training", "checkpoint.py"),
     output:
-        model="results/{dataset}/{split}/models/{model}/rep{replicate}/pretrain/model.pt",
-        meta="results/{dataset}/{split}/models/{model}/rep{replicate}/pretrain/model.json",
-        history="results/{dataset}/{split}/models/{model}/rep{replicate}/pretrain/history.json",
+        model=f"{MODEL_DIR}/pretrain/model.pt",
+        meta=f"{MODEL_DIR}/pretrain/model.json",
+        history=f"{MODEL_DIR}/pretrain/history.json",
     log:
         "results/{dataset}/{split}/logs/pretrain_model/{model}-rep{replicate}.log",
     benchmark:

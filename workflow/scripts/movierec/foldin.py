@@ -34,6 +34,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from movierec.foldin_ridge import (
+    EPS,
+    design_matrix,
+    output_scale,
+    raw_targets,
+    refine_bounded,
+    ridge_solve,
+)
 from movierec.recommend import dot_tables
 
 log = logging.getLogger(__name__)
@@ -43,15 +51,6 @@ log = logging.getLogger(__name__)
 #: tuned ``weight_decay`` of config.yaml's dot models. A user with k ratings gets
 #: ``reg = REG_PER_RATING * k`` unless `reg` is given.
 REG_PER_RATING = 0.15
-#: A bounded target is ``logit((r - low) / (high - low))``, infinite for a rating
-#: at a bound of ``y_range`` (0.5 under [0.5, 5.5]). The fraction is clipped into
-#: ``(EPS, 1 - EPS)``: 0.01 puts such a rating at logit -4.6, a strong but finite
-#: vote (ratings 1 to 5 span logit -2.2 to 2.2 under [0.5, 5.5]),
-#: and the Gauss-Newton refinement then fits the rating itself, not the clipped logit.
-EPS = 0.01
-#: Gauss-Newton steps on the real loss of a bounded model (each one solve of
-#: size n_factors + 1; it converges in 3-5, further steps stop early).
-REFINE_STEPS = 10
 #: MLP fold-in: Adam steps, learning rate, and L2 on the row per rating (an mlp
 #: trains without weight_decay; a small pull keeps a row fitted to a few ratings
 #: from running off; 0 and 0.1 per rating gave validation RMSEs within 0.004).
@@ -125,15 +124,6 @@ class UserScores:
             "movie_bias": self.parts["movie_bias"][movies],
             "factor": self.parts["factor"][movies],
         }
-
-
-def output_scale(raw, y_range):
-    """`models.OutputScale` in numpy, on scores that already include the offset."""
-    raw = np.asarray(raw, dtype=np.float64)
-    if y_range is None:
-        return raw
-    low, high = y_range
-    return low + (high - low) / (1.0 + np.exp(-raw))
 
 
 def _tables(model):
@@ -254,105 +244,6 @@ def default_reg(n_ratings, weight_decay=None):
     return per_rating * int(n_ratings)
 
 
-def raw_targets(ratings, movie_bias, offset, y_range, eps=EPS):
-    """What ``b + x . v_j`` should be for each rating, in the raw-score domain.
-
-    Bounded: ``logit((r - low) / (high - low)) - offset - c_j`` with the
-    fraction clipped into ``(eps, 1 - eps)`` (see `EPS`); unbounded: ``r -
-    offset - c_j``.
-    """
-    ratings = np.asarray(ratings, dtype=np.float64)
-    movie_bias = np.asarray(movie_bias, dtype=np.float64)
-    if y_range is None:
-        return ratings - offset - movie_bias
-    low, high = y_range
-    p = np.clip((ratings - low) / (high - low), eps, 1.0 - eps)
-    return np.log(p) - np.log1p(-p) - offset - movie_bias
-
-
-def ridge_solve(factors, targets, reg):
-    """The closed-form minimiser of ``sum_j (t_j - b - x . v_j)^2 + reg (|x|^2 + b^2)``.
-
-    Parameters
-    ----------
-    factors : array, shape (k, f)
-        The rated movies' factors ``v_j``.
-    targets : array, shape (k,)
-    reg : float
-        L2 strength on x and b; must be positive when k < f + 1 (fewer
-        ratings than unknowns), and is what keeps such a user near 0.
-
-    Returns
-    -------
-    (numpy.ndarray, float)
-        ``x`` (f,) and ``b``, from the normal equations in float64.
-    """
-    design = _design(factors)
-    targets = np.asarray(targets, dtype=np.float64)
-    reg = float(reg)
-    if reg < 0 or (reg == 0 and design.shape[0] < design.shape[1]):
-        raise ValueError(
-            f"reg must be positive (and may be 0 only with at least {design.shape[1]} ratings), "
-            f"got {reg} with {design.shape[0]} rating(s)"
-        )
-    gram = design.T @ design + reg * np.eye(design.shape[1])
-    w = np.linalg.solve(gram, design.T @ targets)
-    return w[:-1], float(w[-1])
-
-
-def _design(factors):
-    """``[V | 1]``: a rated movie's factors and the constant the user bias multiplies."""
-    factors = np.asarray(factors, dtype=np.float64)
-    return np.hstack([factors, np.ones((factors.shape[0], 1))])
-
-
-def bounded_loss(w, design, base, ratings, reg, y_range):
-    """``sum_j (pred_j - r_j)^2 + reg |w|^2`` of a bounded model's row ``w = [x, b]``.
-
-    ``base`` is ``offset + c_j``; ``pred_j = low + (high - low) sigmoid(base_j + [v_j, 1] . w)``.
-    """
-    pred = output_scale(base + design @ w, y_range)
-    err = pred - ratings
-    return float(err @ err + reg * (w @ w))
-
-
-def refine_bounded(w, design, base, ratings, reg, y_range, steps=REFINE_STEPS):
-    """Gauss-Newton on the real loss of a bounded model (`bounded_loss`), from `w`.
-
-    Each step solves ``(J'J + reg I) d = -(J'e + reg w)`` with ``J = diag(s'_j)
-    [V | 1]`` (``s'`` the slope of the output scale) and halves the step until
-    the loss goes down; it stops when a step no longer lowers it.
-
-    Returns
-    -------
-    (numpy.ndarray, int)
-        The refined ``[x, b]`` and the steps taken.
-    """
-    low, high = y_range
-    loss = bounded_loss(w, design, base, ratings, reg, y_range)
-    eye = np.eye(design.shape[1])
-    taken = 0
-    for _ in range(int(steps)):
-        sig = 1.0 / (1.0 + np.exp(-(base + design @ w)))
-        err = low + (high - low) * sig - ratings
-        jac = design * ((high - low) * sig * (1.0 - sig))[:, None]
-        step = np.linalg.solve(jac.T @ jac + reg * eye, -(jac.T @ err + reg * w))
-        for _halving in range(20):
-            trial = w + step
-            trial_loss = bounded_loss(trial, design, base, ratings, reg, y_range)
-            if trial_loss < loss:
-                break
-            step = step / 2
-        else:
-            break
-        improvement = loss - trial_loss
-        w, loss = trial, trial_loss
-        taken += 1
-        if improvement <= 1e-12 * max(loss, 1.0):
-            break
-    return w, taken
-
-
 def fold_in_dot(model, movies, ratings, reg=None, weight_decay=None, refine=True, eps=EPS):
     """Fold a new user into a dot-family model: ridge in the raw domain, then Gauss-Newton.
 
@@ -391,7 +282,7 @@ def fold_in_dot(model, movies, ratings, reg=None, weight_decay=None, refine=True
     x, b = ridge_solve(movie_f[movies], targets, reg)
     method = "ridge"
     if refine and y_range is not None:
-        design = _design(movie_f[movies])
+        design = design_matrix(movie_f[movies])
         w, taken = refine_bounded(
             np.append(x, b), design, offset + movie_b[movies], ratings, reg, y_range
         )
