@@ -183,7 +183,7 @@ def test_similar_lists_eligible_neighbours_by_similarity(project, capsys, elsewh
     assert all(movies["n_ratings"].iat[i["movie"]] >= 40 for i in items)
     assert all(i["n_ratings"] >= 40 for i in items)
     code, out, _ = run(capsys, "similar", project["models"]["dot"], "--movie", movie_id(query))
-    assert code == 0 and "cosine similarity of movie_emb rows" in out
+    assert code == 0 and "cosine similarity of movie vectors" in out
     assert len([line for line in out.splitlines() if line[:4].strip().isdigit()]) == 10
 
 

@@ -16,10 +16,11 @@ import pandas as pd
 import pytest
 from conftest import scheduled_rules, snakemake
 
-BIAS_MODELS = ["dot", "hybrid", "mlp_then_dot", "hybrid_then_dot", "dot_negatives"]
-MODELS = ["mlp", *BIAS_MODELS[:4], "dot_negatives"]
+DOT_FAMILY = ["dot", "hybrid", "mlp_then_dot", "hybrid_then_dot"]
+BIAS_MODELS = [*DOT_FAMILY, "dot_negatives", "implicit"]
+MODELS = ["mlp", *DOT_FAMILY, "dot_negatives", "implicit"]
 #: Models fitted to ratings alone (dot_negatives is trained to rank: its RMSE is poor by design).
-RATING_MODELS = MODELS[:5]
+RATING_MODELS = ["mlp", *DOT_FAMILY, "implicit"]
 LIST_BASELINES = ["popularity", "shrunk_mean"]
 REPORT_RULES = {
     "rank_movie_bias": len(BIAS_MODELS),
@@ -253,22 +254,18 @@ def test_paired_differences_recompute_from_the_predictions(ml_small_run):
         assert row["diff_vs_bias_only_low"] == pytest.approx(cmp["low"], abs=1e-9)
         assert row["diff_vs_bias_only_high"] == pytest.approx(cmp["high"], abs=1e-9)
         assert np.sqrt(sq[m].mean()) == pytest.approx(row["test_rmse"], abs=5e-3)
-    # The README's sentences on peers: myfm_bfm_implicit is ahead of our best, myfm_bmf
-    # cannot be told apart from it, both Surprise defaults are behind our bias-only baseline.
+    # The README's sentences on peers: our best is the implicit model; myfm_bfm_implicit is
+    # ahead of it, myfm_bmf behind it, both Surprise defaults behind our bias-only baseline.
+    assert models.loc[list(RATING_MODELS), "test_rmse"].idxmin() == "implicit"
     assert models.loc["myfm_bfm_implicit", "diff_vs_best_high"] < 0
-    assert (
-        models.loc["myfm_bmf", "diff_vs_best_low"]
-        <= 0
-        <= models.loc["myfm_bmf", "diff_vs_best_high"]
-    )
+    assert models.loc["myfm_bmf", "diff_vs_best_low"] > 0
     for peer in ("surprise_baseline", "surprise_svd"):
         assert models.loc[peer, "diff_vs_bias_only_low"] > 0, peer
     # The README's sentences: the dot family beats the bias-only baseline (interval below 0)
-    # and cannot be told apart from the best; the MLP cannot be told apart from bias-only.
-    for m in BIAS_MODELS[:4]:
+    # and is behind the implicit model; the MLP cannot be told apart from bias-only.
+    for m in DOT_FAMILY:
         assert models.loc[m, "diff_vs_bias_only_high"] < 0, m
-        if m != models.loc[list(MODELS), "test_rmse"].idxmin():
-            assert models.loc[m, "diff_vs_best_low"] <= 0 <= models.loc[m, "diff_vs_best_high"]
+        assert models.loc[m, "diff_vs_best_low"] > 0, m
     assert (
         models.loc["mlp", "diff_vs_bias_only_low"]
         <= 0
@@ -291,7 +288,7 @@ def test_cold_movies_start_at_the_training_mean(ml_small_run):
     )
     assert cold.sum() > 100
     models = pd.read_csv(base / "reports/models.csv").set_index("model")
-    for m in BIAS_MODELS[:4]:  # dot_negatives learns that an unknown pair is a 0.5
+    for m in [*DOT_FAMILY, "implicit"]:  # dot_negatives learns that an unknown pair is a 0.5
         pred = pd.read_parquet(base / f"models/{m}/rep1/test_predictions.parquet")["prediction"]
         assert abs(pred[cold].mean() - train.rating.mean()) < 0.25, m
         worst = models.loc["global mean", "test_rmse_unseen_movie"]

@@ -1,6 +1,5 @@
 """The training loop, the fused dot step, checkpoints on disk, and the baselines."""
 
-import copy
 import json
 from pathlib import Path
 
@@ -428,7 +427,9 @@ def synthetic_100k(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["mlp", "dot", "hybrid", "mlp_then_dot", "hybrid_then_dot"])
+@pytest.mark.parametrize(
+    "name", ["mlp", "dot", "hybrid", "mlp_then_dot", "hybrid_then_dot", "implicit"]
+)
 def test_default_models_beat_the_bias_baseline(synthetic_100k, name):
     train, val, n_users, n_movies, config = synthetic_100k
     mean, b_user, b_movie = baselines.fit_biases(
@@ -447,6 +448,8 @@ def test_default_models_beat_the_bias_baseline(synthetic_100k, name):
         model = models.build_model(settings, n_users, n_movies)
         if init is not None:
             models.transfer_embeddings(init, model)
+        if hasattr(model, "set_neighbours"):
+            model.set_neighbours(train.user, train.movie)
         metrics = training.fit(
             model,
             train,
@@ -454,15 +457,18 @@ def test_default_models_beat_the_bias_baseline(synthetic_100k, name):
             phases=settings["phases"],
             batch_size=settings["batch_size"],
             rating_scale=(0.5, 5.0),
-            weight_decay=settings.get("weight_decay", 0.0),
-            loss_weights=settings.get("loss_weights"),
+            weight_decay=settings["weight_decay"],
+            loss_weights=settings["loss_weights"],
             seed=settings["seed"],
+            engine=settings["engine"],
         )
         return model, metrics
 
-    settings = copy.deepcopy(config["models"][name])
+    settings = model_block(config["models"][name])
     pretrained = None
     if "pretrain" in settings:
         pretrained, _ = train_block(settings.pop("pretrain"))
+    elif settings["init_from"]:  # hybrid_then_dot starts from the hybrid model
+        pretrained, _ = train_block(model_block(config["models"][settings["init_from"]]))
     _, metrics = train_block(settings, pretrained)
     assert metrics["val_rmse"] < bias_rmse - 0.02, (name, metrics["val_rmse"], bias_rmse)

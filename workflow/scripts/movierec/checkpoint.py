@@ -125,7 +125,9 @@ def _load_meta(model_pt):
         raise _broken(json_path, "not valid JSON (not even text)", model_pt) from None
     except json.JSONDecodeError as err:
         problem = f"not valid JSON ({err.msg} at line {err.lineno} column {err.colno}"
-        problem += "; truncated?)" if err.pos >= len(err.doc.rstrip()) else ")"
+        # A file cut short ends in the middle of a value, or of a string.
+        cut = err.pos >= len(err.doc.rstrip()) or err.msg.startswith("Unterminated string")
+        problem += "; truncated?)" if cut else ")"
         raise _broken(json_path, problem, model_pt) from None
     if not isinstance(meta, dict):
         raise _broken(json_path, f"holds a JSON {type(meta).__name__}, not an object", model_pt)

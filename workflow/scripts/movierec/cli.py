@@ -156,16 +156,17 @@ def format_recommend(result):
 
 
 def similar(model_dir, movie_id, n, min_ratings):
-    """The `n` movies nearest to `movie_id` by cosine of ``movie_emb`` rows, as a dict.
+    """The `n` movies nearest to `movie_id` by cosine of movie vectors, as a dict.
 
     Only movies with at least `min_ratings` ratings (movies.parquet ``n_ratings``)
     are listed: a rarely rated movie's row has barely moved from its random start.
     """
     from movierec.similar import nearest_movies
+    from movierec.vectors import model_vectors
 
     _path, movies = model_dir.movies()
     row = model_dir.movie_row(movie_id)
-    factors = model_dir.model.movie_emb.weight.detach().cpu().double().numpy()
+    factors, _bias = model_vectors(model_dir.model)
     eligible = movies["n_ratings"].to_numpy() >= min_ratings
     indices, sims = nearest_movies(factors, [row], n, eligible)
     items = [
@@ -200,7 +201,7 @@ def format_similar(result):
     lines = [
         f"Movies most similar to movieId {query['movieId']} {query['title']} "
         f"({query['n_ratings']} ratings)",
-        f"model {result['model']} ({result['arch']}): cosine similarity of movie_emb rows, "
+        f"model {result['model']} ({result['arch']}): cosine similarity of movie vectors, "
         f"among movies with at least {result['min_ratings']} ratings",
         "",
         f"{'rank':>4}  {'movieId':>7}  {'title':<{TITLE_WIDTH}}  {'ratings':>7}  "
@@ -273,7 +274,7 @@ def build_parser():
     sim = sub.add_parser(
         "similar",
         help="movies nearest to one movie by cosine similarity of the embeddings",
-        description="Movies nearest to --movie by cosine similarity of movie_emb rows.",
+        description="Movies nearest to --movie by cosine similarity of movie vectors.",
     )
     sim.add_argument("model_dir", metavar="MODEL_DIR", help=model_help)
     sim.add_argument("--movie", type=_int, required=True, metavar="MOVIE_ID", help="a movieId")

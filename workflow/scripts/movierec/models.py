@@ -98,6 +98,15 @@ def _add_embeddings_and_biases(module, n_users, n_movies, n_factors, generator):
     module.movie_bias = _embedding(n_movies, 1, generator, std=0.0)
 
 
+def _bias_tables(module, user_vectors, movie_vectors):
+    return (
+        user_vectors,
+        movie_vectors,
+        module.user_bias.weight.squeeze(1),
+        module.movie_bias.weight.squeeze(1),
+    )
+
+
 class DotModel(nn.Module):
     """Dot product of user and movie embeddings plus a user and a movie bias."""
 
@@ -107,6 +116,10 @@ class DotModel(nn.Module):
         super().__init__()
         _add_embeddings_and_biases(self, n_users, n_movies, n_factors, generator)
         self.output = OutputScale(y_range)
+
+    def dot_tables(self):
+        """(user vectors, movie vectors, user biases, movie biases): the score's parts."""
+        return _bias_tables(self, self.user_emb.weight, self.movie_emb.weight)
 
     def score(self, user, movie):
         """Raw score before the output scale: ``u . m + b_u + b_m``."""
@@ -134,6 +147,10 @@ class HybridModel(nn.Module):
         _init_linear(self.linear, generator)
         self.output = OutputScale(y_range)
 
+    def dot_tables(self):
+        """The dot head's parts (`DotModel.dot_tables`): a hybrid predicts with it."""
+        return _bias_tables(self, self.user_emb.weight, self.movie_emb.weight)
+
     def heads(self, user, movie):
         """Predictions of both heads: ``(dot, linear)``."""
         u = self.user_emb(user)
@@ -144,6 +161,131 @@ class HybridModel(nn.Module):
 
     def forward(self, user, movie):
         return self.heads(user, movie)[0]
+
+
+#: The training neighbour lists an `ImplicitModel` keeps (CSR: index and offsets).
+NEIGHBOUR_BUFFERS = ("user_movies", "user_offsets", "movie_users", "movie_offsets")
+
+
+def _neighbour_sums(table, index, offsets, rows):
+    """``|S(r)|^-1/2 * sum_{j in S(r)} table[j]`` for each of `rows`, ``S`` given as CSR.
+
+    `table` is an `nn.Embedding`, whose ``sparse`` flag the gradient follows
+    (the reference engine sets it). A row without neighbours gets zeros.
+    """
+    starts = offsets[rows]
+    lengths = offsets[rows + 1] - starts
+    bag_offsets = torch.cumsum(lengths, 0) - lengths
+    at = torch.repeat_interleave(starts - bag_offsets, lengths)
+    at += torch.arange(int(lengths.sum()), device=at.device)
+    weight = table.weight
+    weights = torch.repeat_interleave(lengths.clamp(min=1).to(weight.dtype).rsqrt(), lengths)
+    return nn.functional.embedding_bag(
+        index[at], weight, bag_offsets, mode="sum", per_sample_weights=weights,
+        sparse=table.sparse,
+    )  # fmt: skip
+
+
+def _csr(keys, values, n_keys):
+    """`values` grouped by `keys` (in key order, stable), with per-key offsets."""
+    order = torch.argsort(keys, stable=True)
+    counts = torch.bincount(keys, minlength=n_keys)
+    offsets = torch.zeros(n_keys + 1, dtype=torch.long)
+    offsets[1:] = torch.cumsum(counts, 0)
+    return values[order].clone(), offsets
+
+
+class ImplicitModel(nn.Module):
+    """The dot model with SVD++-style implicit feedback on both sides.
+
+    ``score = b_u + b_m + (p_u + Y_u) . (q_m + Z_m)`` with ``Y_u = |R(u)|^-1/2
+    sum_{j in R(u)} y_j`` over the movies ``R(u)`` the user rated in training
+    and ``Z_m = |N(m)|^-1/2 sum_{v in N(m)} z_v`` over the users ``N(m)`` who
+    rated the movie: a user is also described by what they chose to rate, a
+    movie by who chose it (`nn.functional.embedding_bag`). `set_neighbours`
+    stores ``R`` and ``N`` from the training ratings as buffers, so a
+    checkpoint carries them. Its penalty (`l2_penalty`) puts
+    ``weight_decay`` on the rows a batch uses, as the other models, and
+    ``implicit_weight_decay`` on the composed ``Y_u`` and ``Z_m`` (the sums,
+    not the rows ``y_j``: a popular movie's ``y_j`` sits in many sums).
+    """
+
+    arch = "implicit"
+
+    def __init__(
+        self, n_users, n_movies, n_factors, y_range=None, generator=None,
+        implicit_weight_decay=0.0,
+    ):  # fmt: skip
+        super().__init__()
+        _add_embeddings_and_biases(self, n_users, n_movies, n_factors, generator)
+        self.movie_implicit = _embedding(n_movies, n_factors, generator)  # y_j
+        self.user_implicit = _embedding(n_users, n_factors, generator)  # z_v
+        self.output = OutputScale(y_range)
+        self.implicit_weight_decay = float(implicit_weight_decay)
+        for name in NEIGHBOUR_BUFFERS:
+            self.register_buffer(name, torch.zeros(0, dtype=torch.long))
+
+    def set_neighbours(self, user, movie):
+        """Keep the training pairs' neighbour lists (`user`, `movie`: index tensors)."""
+        device = self.user_emb.weight.device
+        user, movie = user.cpu(), movie.cpu()
+        n_users, n_movies = self.user_emb.num_embeddings, self.movie_emb.num_embeddings
+        for prefix, (keys, values, n) in {
+            "user": (user, movie, n_users),
+            "movie": (movie, user, n_movies),
+        }.items():
+            index, offsets = _csr(keys, values, n)
+            other = "movies" if prefix == "user" else "users"
+            setattr(self, f"{prefix}_{other}", index.to(device))
+            setattr(self, f"{prefix}_offsets", offsets.to(device))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # The neighbour lists' sizes depend on the data: take them from the checkpoint.
+        for name in NEIGHBOUR_BUFFERS:
+            if prefix + name in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[prefix + name]))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def implicit_parts(self, user, movie):
+        """``Y_u`` and ``Z_m`` for each pair of a batch."""
+        if self.user_offsets.numel() == 0:
+            raise RuntimeError("an implicit model needs set_neighbours(train) before use")
+        users, user_at = torch.unique(user, return_inverse=True)
+        movies, movie_at = torch.unique(movie, return_inverse=True)
+        y = _neighbour_sums(self.movie_implicit, self.user_movies, self.user_offsets, users)
+        z = _neighbour_sums(self.user_implicit, self.movie_users, self.movie_offsets, movies)
+        return y[user_at], z[movie_at]
+
+    def score(self, user, movie):
+        y, z = self.implicit_parts(user, movie)
+        u = self.user_emb(user) + y
+        m = self.movie_emb(movie) + z
+        return (u * m).sum(1) + self.user_bias(user).squeeze(1) + self.movie_bias(movie).squeeze(1)
+
+    def forward(self, user, movie):
+        return self.output(self.score(user, movie))
+
+    def l2_penalty(self, user, movie, weight_decay):
+        """The batch's L2 sum (divided by the batch size by the engine), see the class."""
+        rows = sum(
+            table(index).square().sum()
+            for table, index in (
+                (self.user_emb, user), (self.movie_emb, movie),
+                (self.user_bias, user), (self.movie_bias, movie),
+            )
+        )  # fmt: skip
+        y, z = self.implicit_parts(user, movie)
+        return weight_decay * rows + self.implicit_weight_decay * (
+            y.square().sum() + z.square().sum()
+        )
+
+    def dot_tables(self):
+        """Composed vectors ``p_u + Y_u``, ``q_m + Z_m`` of every user and movie, and biases."""
+        users = torch.arange(self.user_emb.num_embeddings, device=self.user_offsets.device)
+        movies = torch.arange(self.movie_emb.num_embeddings, device=self.movie_offsets.device)
+        y = _neighbour_sums(self.movie_implicit, self.user_movies, self.user_offsets, users)
+        z = _neighbour_sums(self.user_implicit, self.movie_users, self.movie_offsets, movies)
+        return _bias_tables(self, self.user_emb.weight + y, self.movie_emb.weight + z)
 
 
 class MLPModel(nn.Module):
@@ -217,6 +359,11 @@ def build_model(settings, n_users, n_movies):
         return DotModel(int(n_users), int(n_movies), settings.n_factors, **common)
     if settings.arch == "hybrid":
         return HybridModel(int(n_users), int(n_movies), settings.n_factors, **common)
+    if settings.arch == "implicit":
+        return ImplicitModel(
+            int(n_users), int(n_movies), settings.n_factors,
+            implicit_weight_decay=settings.implicit_weight_decay, **common,
+        )  # fmt: skip
     return MLPModel(
         int(n_users),
         int(n_movies),

@@ -62,18 +62,13 @@ class Seen:
 
 
 def dot_tables(model):
-    """(user factors, movie factors, user bias, movie bias) of a dot-family model, else None.
+    """(user vectors, movie vectors, user bias, movie bias) of a dot-family model, else None.
 
-    `HybridModel` predicts with its dot head, so it is scored like `DotModel`.
+    The model's own `dot_tables` (dot, hybrid: its dot head, implicit: its
+    composed vectors); an mlp has none and is scored pair by pair.
     """
-    if getattr(model, "arch", None) not in ("dot", "hybrid"):
-        return None
-    return (
-        model.user_emb.weight,
-        model.movie_emb.weight,
-        model.user_bias.weight.squeeze(1),
-        model.movie_bias.weight.squeeze(1),
-    )
+    tables = getattr(model, "dot_tables", None)
+    return None if tables is None else tables()
 
 
 class ModelScorer:

@@ -56,6 +56,7 @@ class ModelSettings:
     batch_size: int
     phases: tuple[Phase, ...]
     weight_decay: float
+    implicit_weight_decay: float
     y_range: tuple[float, float] | None
     seed: int
     patience: int | None
@@ -95,6 +96,7 @@ class ModelSettings:
             batch_size=int(block["batch_size"]),
             phases=tuple(Phase(float(p["lr"]), int(p["epochs"])) for p in block["phases"]),
             weight_decay=float(block["weight_decay"]),
+            implicit_weight_decay=float(block["implicit_weight_decay"]),
             y_range=None if block["y_range"] is None else tuple(float(v) for v in block["y_range"]),
             seed=int(block["seed"]),
             patience=None if block["patience"] is None else int(block["patience"]),

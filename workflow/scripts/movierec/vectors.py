@@ -16,11 +16,18 @@ from movierec.atomic import atomic_path
 
 
 def model_vectors(module):
-    """A module's movie embedding rows and biases as float64 arrays (bias: None if it has none)."""
-    embedding = module.movie_emb.weight.detach().cpu().double().numpy()
-    table = getattr(module, "movie_bias", None)
-    bias = None if table is None else table.weight.detach().cpu().double().numpy().reshape(-1)
-    return embedding, bias
+    """A module's movie vectors and biases as float64 arrays (bias: None if it has none).
+
+    The dot family's are its `dot_tables` (an implicit model's composed
+    vectors); an mlp's are its ``movie_emb`` rows.
+    """
+    import torch
+
+    with torch.no_grad():
+        tables = module.dot_tables() if hasattr(module, "dot_tables") else None
+        if tables is None:
+            return module.movie_emb.weight.detach().cpu().double().numpy(), None
+        return tuple(t.detach().cpu().double().numpy() for t in (tables[1], tables[3]))
 
 
 def write_movie_vectors(path, embedding, bias=None):

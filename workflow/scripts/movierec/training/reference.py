@@ -64,7 +64,10 @@ class ReferenceEngine:
         else:
             err = self.model(user, movie) - rating
             loss = err.square().mean()
-        if self.weight_decay:
+        own = getattr(self.model, "l2_penalty", None)  # a model with its own L2 terms
+        if own is not None:
+            loss = loss + own(user, movie, self.weight_decay) / rating.shape[0]
+        elif self.weight_decay:
             penalty = table_rows_penalty(self.model, user, movie)
             loss = loss + self.weight_decay * penalty / rating.shape[0]
         return loss, err.detach()

@@ -73,6 +73,7 @@ def train_model(
     n_movies = count_rows(movies_path)
     train = read_ratings(train_path, n_users, n_movies, (low, high))
     val = read_ratings(val_path, n_users, n_movies, (low, high))
+    rated = train  # what users chose to rate (before any sampled negatives)
     val_ranking = None
     if settings.negatives is not None:
         from movierec import negatives
@@ -85,6 +86,8 @@ def train_model(
         )
         log.info("added %d sampled negatives to %d training ratings", len(train) - before, before)
     model = models.build_model(settings, n_users, n_movies)
+    if hasattr(model, "set_neighbours"):  # implicit: who rated what, from training alone
+        model.set_neighbours(rated.user, rated.movie)
     init_info = None
     if init:
         source, source_meta = checkpoint.load_model(init)

@@ -48,5 +48,10 @@ def make_engine(model, *, weight_decay, loss_weights, batch_size, device, seed):
         chunk = CPU_CHUNK if device.type == "cpu" else batch_size
         workers = min(threads, -(-batch_size // chunk))
         return DotStep(model, weight_decay, chunk, workers, loss_weights)
+    if not isinstance(model, models.MLPModel):
+        raise ValueError(
+            f"the fast engine has no step for {type(model).__name__}; "
+            "set the model's engine: reference"
+        )
     workers = max(1, min(threads, batch_size // MIN_WORKER_PART))
     return AutogradStep(model, weight_decay, loss_weights, workers, seed)
