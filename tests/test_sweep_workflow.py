@@ -10,7 +10,9 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import scheduled_rules, snakemake
+import yaml
+from conftest import REPO, scheduled_rules, snakemake
+from movierec import sweeps
 from test_report_workflow import SMALL
 
 pytestmark = pytest.mark.slow
@@ -82,8 +84,12 @@ def test_a_change_to_the_swept_model_retrains_every_trial(tiny_sweep):
 def test_rule_sweeps_builds_every_configured_sweep(tiny_sweep):
     project, _ = tiny_sweep
     counts = scheduled_rules(project, "sweeps", "--configfile", configfile(project, GRID))
-    # config.yaml's dot_grid (24 trials) and dot_random (20), tiny is built.
-    assert counts == {"train_trial": 44, "score_sweep": 2, "report_sweep": 2, "sweeps": 1}
+    # config.yaml's sweeps (dot_grid 24 trials, dot_random 20, implicit_grid 9); tiny is built.
+    configured = yaml.safe_load((REPO / "config.yaml").read_text())["sweeps"]
+    n_trials = sum(len(sweeps.sweep_trials(sweep)) for sweep in configured.values())
+    assert n_trials == 53
+    n = len(configured)
+    assert counts == {"train_trial": n_trials, "score_sweep": n, "report_sweep": n, "sweeps": 1}
 
 
 def test_a_bad_sweep_is_named_before_any_job(ml_small_run):
