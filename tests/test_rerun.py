@@ -107,13 +107,21 @@ def test_moved_project_is_up_to_date(finished, tmp_path):
     assert jobs == [], out[-3000:]
 
 
-@pytest.mark.parametrize("change", [{"batch_size": 1024}, {"engine": "reference"}])
-def test_b_model_hyperparameter_reruns_that_model_and_its_reports(clone, rules, change):
-    override = write_override(clone, "dot.yaml", {"models": {"dot": change}})
+@pytest.mark.parametrize(
+    ("model", "change"),
+    [
+        ("dot", {"batch_size": 1024}),
+        ("dot", {"engine": "reference"}),
+        ("implicit", {"implicit_weight_decay": 0.1}),
+        ("hybrid_then_dot", {"init_from": None}),  # start from scratch, not from hybrid
+    ],
+)
+def test_b_model_hyperparameter_reruns_that_model_and_its_reports(clone, rules, model, change):
+    override = write_override(clone, "model.yaml", {"models": {model: change}})
     jobs, out = jobs_in(clone, override)
     ran = Counter(rule for rule, _, _ in jobs)
     models = {wc.get("model") for rule, wc, _ in jobs if "model" in wc}
-    assert ran["train_model"] == 1 and ran["evaluate_model"] == 1 and models == {"dot"}, jobs
+    assert ran["train_model"] == 1 and ran["evaluate_model"] == 1 and models == {model}, jobs
     assert not (set(ran) & (DATA_RULES | {"compute_baselines", "pretrain_model"})), ran
     assert set(ran) - MODEL_RULES <= report_rules(rules), ran
     assert ran["rank_movie_bias"] == 1 and ran["summarize_models"] == 1, ran

@@ -10,6 +10,7 @@ lookup away.
 
 import json
 import logging
+import os
 import pickle
 import re
 from pathlib import Path
@@ -184,3 +185,10 @@ def _not_loadable(head):
     if head == _ZIP_MAGIC:
         return "truncated or damaged (its archive is incomplete)"
     return "not a PyTorch checkpoint (a file torch.save writes starts with a zip header)"
+
+
+def init_path(init):
+    """A rule's ``input.init`` as one path or None: it comes as a path, [] or [path]."""
+    if init is None or isinstance(init, str | os.PathLike):
+        return init or None
+    return next(iter(init), None)

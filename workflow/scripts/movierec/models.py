@@ -246,27 +246,38 @@ class ImplicitModel(nn.Module):
                 setattr(self, name, torch.empty_like(state_dict[prefix + name]))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def implicit_parts(self, user, movie):
-        """``Y_u`` and ``Z_m`` for each pair of a batch."""
+    def _sums(self, users, movies):
+        """``Y`` of each of `users` and ``Z`` of each of `movies` (index tensors)."""
         if self.user_offsets.numel() == 0:
             raise RuntimeError("an implicit model needs set_neighbours(train) before use")
-        users, user_at = torch.unique(user, return_inverse=True)
-        movies, movie_at = torch.unique(movie, return_inverse=True)
         y = _neighbour_sums(self.movie_implicit, self.user_movies, self.user_offsets, users)
         z = _neighbour_sums(self.user_implicit, self.movie_users, self.movie_offsets, movies)
+        return y, z
+
+    def implicit_parts(self, user, movie):
+        """``Y_u`` and ``Z_m`` for each pair of a batch (each distinct row summed once)."""
+        users, user_at = torch.unique(user, return_inverse=True)
+        movies, movie_at = torch.unique(movie, return_inverse=True)
+        y, z = self._sums(users, movies)
         return y[user_at], z[movie_at]
 
-    def score(self, user, movie):
-        y, z = self.implicit_parts(user, movie)
+    def _score(self, user, movie, parts):
+        y, z = parts
         u = self.user_emb(user) + y
         m = self.movie_emb(movie) + z
         return (u * m).sum(1) + self.user_bias(user).squeeze(1) + self.movie_bias(movie).squeeze(1)
 
+    def score(self, user, movie):
+        return self._score(user, movie, self.implicit_parts(user, movie))
+
     def forward(self, user, movie):
         return self.output(self.score(user, movie))
 
-    def l2_penalty(self, user, movie, weight_decay):
-        """The batch's L2 sum (divided by the batch size by the engine), see the class."""
+    def l2_penalty(self, user, movie, weight_decay, parts=None):
+        """The batch's L2 sum (the engine divides it by the batch size), see the class.
+
+        `parts`: the batch's ``(Y_u, Z_m)`` if already at hand.
+        """
         rows = sum(
             table(index).square().sum()
             for table, index in (
@@ -274,17 +285,21 @@ class ImplicitModel(nn.Module):
                 (self.user_bias, user), (self.movie_bias, movie),
             )
         )  # fmt: skip
-        y, z = self.implicit_parts(user, movie)
-        return weight_decay * rows + self.implicit_weight_decay * (
-            y.square().sum() + z.square().sum()
-        )
+        y, z = self.implicit_parts(user, movie) if parts is None else parts
+        implicit = y.square().sum() + z.square().sum()
+        return weight_decay * rows + self.implicit_weight_decay * implicit
+
+    def penalised_forward(self, user, movie, weight_decay):
+        """Predictions and `l2_penalty` from one pass over the neighbour lists (training)."""
+        parts = self.implicit_parts(user, movie)
+        prediction = self.output(self._score(user, movie, parts))
+        return prediction, self.l2_penalty(user, movie, weight_decay, parts)
 
     def dot_tables(self):
         """Composed vectors ``p_u + Y_u``, ``q_m + Z_m`` of every user and movie, and biases."""
         users = torch.arange(self.user_emb.num_embeddings, device=self.user_offsets.device)
         movies = torch.arange(self.movie_emb.num_embeddings, device=self.movie_offsets.device)
-        y = _neighbour_sums(self.movie_implicit, self.user_movies, self.user_offsets, users)
-        z = _neighbour_sums(self.user_implicit, self.movie_users, self.movie_offsets, movies)
+        y, z = self._sums(users, movies)
         return _bias_tables(self, self.user_emb.weight + y, self.movie_emb.weight + z)
 
 

@@ -2,7 +2,6 @@
 
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 
@@ -10,6 +9,7 @@ import torch
 
 from movierec import atomic, checkpoint, models
 from movierec.bench.loops import naive_fit, ratings_seen, seconds_to_target, subset
+from movierec.reports.inputs import read_json
 from movierec.settings import ModelSettings
 from movierec.training import Ratings, count_rows, fit, read_ratings, resolve_device
 
@@ -181,10 +181,9 @@ def benchmark_model(
             f"{train_path}, {val_path}: need training and validation ratings, "
             f"got {len(train)} and {len(val)}"
         )
-    init = init if isinstance(init, str | os.PathLike) else next(iter(init), None)
+    init = checkpoint.init_path(init)
     source = checkpoint.load_model(init)[0] if init else None
-    with open(history_path) as f:
-        best = float(json.load(f)["val_rmse"])
+    best = float(read_json(history_path, ("val_rmse",))["val_rmse"])
     target = best * (1.0 + bench["target_margin"])
     log.info("%s: target val_rmse %.4f (best %.4f), %d threads", model, target, best, threads)
     runs = Runs(settings, source, n_users, n_movies, (low, high), device, bench)

@@ -1,16 +1,13 @@
 """The benchmark's table: each model's figures beside the peers' fit times (benchmark_training)."""
 
 import datetime
-import json
 import os
 
 from movierec import atomic
 from movierec.bench.loops import seconds_to_target
+from movierec.reports.inputs import read_json
 
-
-def _read(path):
-    with open(path) as f:
-        return json.load(f)
+PEER_KEYS = ("fit_seconds", "val_rmse", "test_rmse")
 
 
 def speedups(fig):
@@ -145,14 +142,13 @@ def benchmark_table(
     """
     figures = {}
     for name, paths in models.items():
-        fig = _read(paths["bench"])
-        fig["dag_train_seconds"] = _read(paths["history"])["train_seconds"]
-        fig["dag_test_rmse"] = _read(paths["metrics"])["test_rmse"]
+        fig = read_json(paths["bench"], ("seconds_to_target", "budget_s", "history"))
+        fig["dag_train_seconds"] = read_json(paths["history"], ("train_seconds",))["train_seconds"]
+        fig["dag_test_rmse"] = read_json(paths["metrics"], ("test_rmse",))["test_rmse"]
         fig.update(speedups(fig))
         figures[name] = fig
     peer_figures = {
-        name: {k: _read(path)[k] for k in ("fit_seconds", "val_rmse", "test_rmse")}
-        for name, path in peers.items()
+        name: {k: read_json(path, PEER_KEYS)[k] for k in PEER_KEYS} for name, path in peers.items()
     }
     result = {
         "dataset": dataset,

@@ -10,7 +10,9 @@ parameters by `torch.optim.Adam`, and the loss is
 
 so a row is pulled towards 0 once per use, and rows a batch does not use are
 left alone (torch's ``weight_decay`` option would decay every row at every
-step, or, with sparse Adam, none). Dropout is `nn.Dropout`, drawing from
+step, or, with sparse Adam, none). A model with L2 terms of its own (the implicit
+model's on its composed sums) offers ``penalised_forward(user, movie,
+weight_decay) -> (prediction, penalty)``, one pass for both. Dropout is `nn.Dropout`, drawing from
 torch's global generator, which `ReferenceEngine` seeds.
 """
 
@@ -56,6 +58,12 @@ class ReferenceEngine:
 
     def loss(self, user, movie, rating):
         """The batch loss (with its L2 term) and the prediction's error."""
+        batch = rating.shape[0]
+        own = getattr(self.model, "penalised_forward", None)  # a model with its own L2 terms
+        if own is not None:
+            prediction, penalty = own(user, movie, self.weight_decay)
+            err = prediction - rating
+            return err.square().mean() + penalty / batch, err.detach()
         if self.heads is not None:
             dot, linear = self.heads(user, movie)
             err = dot - rating
@@ -64,12 +72,8 @@ class ReferenceEngine:
         else:
             err = self.model(user, movie) - rating
             loss = err.square().mean()
-        own = getattr(self.model, "l2_penalty", None)  # a model with its own L2 terms
-        if own is not None:
-            loss = loss + own(user, movie, self.weight_decay) / rating.shape[0]
-        elif self.weight_decay:
-            penalty = table_rows_penalty(self.model, user, movie)
-            loss = loss + self.weight_decay * penalty / rating.shape[0]
+        if self.weight_decay:
+            loss = loss + self.weight_decay * table_rows_penalty(self.model, user, movie) / batch
         return loss, err.detach()
 
     def train_batch(self, user, movie, rating, lr):

@@ -2,7 +2,6 @@
 
 import dataclasses
 import logging
-import os
 
 import torch
 
@@ -63,8 +62,7 @@ def train_model(
     """
     from movierec import atomic, checkpoint, vectors
 
-    if not isinstance(init, str | os.PathLike | type(None)):
-        init = next(iter(init), None)
+    init = checkpoint.init_path(init)
     torch.set_num_threads(int(threads))
     settings = ModelSettings.from_block({k: v for k, v in settings.items() if k != "pretrain"})
     device = resolve_device(settings.device, gpus=gpus)
