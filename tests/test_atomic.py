@@ -122,12 +122,14 @@ def test_second_sigterm_stops_a_stuck_cleanup(tmp_path):
         "        print('in try', flush=True)\n"
         "        time.sleep(60)\n"
         "    finally:\n"
+        "        print('in finally', flush=True)\n"
         "        time.sleep(60)"
     )
     proc = start_child(out, block=block)
     assert proc.stdout.readline() == "in try\n"
     os.kill(proc.pid, signal.SIGTERM)
-    time.sleep(0.3)  # now in the `finally` sleep
+    # Wait for the handler to have run: two signals sent before it runs arrive as one.
+    assert proc.stdout.readline() == "in finally\n"
     assert proc.poll() is None
     os.kill(proc.pid, signal.SIGTERM)
     assert stop(proc) == -signal.SIGTERM
