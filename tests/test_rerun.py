@@ -1,6 +1,6 @@
-"""Only stale steps rerun. One finished run of the whole default DAG (ml-latest-small from
-the shared mirror, tests/config/fast.yaml), then dry runs, each in its own copy of the
-finished project with one thing changed: a model's hyperparameter, the library's model
+"""Only stale steps rerun. The session's finished default run (ml_small_run: ml-latest-small
+from the shared mirror, config.yaml as it is), copied once, then dry runs on that copy
+with one thing changed: a model's hyperparameter, the library's model
 code, the split scheme's seed, a report threshold, the downloaded archive rewritten byte for byte,
 and the execution profile. Each asserts exactly which jobs Snakemake would run.
 """
@@ -12,40 +12,33 @@ from collections import Counter
 
 import pytest
 import yaml
-from conftest import MIRROR, REPO, copy_workflow, snakemake
+from conftest import MIRROR, REPO, snakemake
 from rule_info import dry_run_jobs, workflow_rules
 
 pytestmark = pytest.mark.slow
 
 DATASET = "ml-latest-small"
-FAST = "tests/config/fast.yaml"
 DATA_RULES = {"download_release", "index_ratings", "split_ratings"}
 TRAINING_RULES = {"compute_baselines", "pretrain_model", "train_model", "evaluate_model"}
 MODEL_RULES = {"train_model", "evaluate_model"}
-#: Models of config.yaml: each trains once (one replicate in the fast config).
-N_MODELS = len(yaml.safe_load((REPO / "config.yaml").read_text())["models"])
+CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
+REPLICATES = CONFIG["replicates"]
+N_MODELS = len(CONFIG["models"])
+#: Trainings of config.yaml's default run: each model, once per replicate.
+N_TRAININGS = N_MODELS * REPLICATES
 
 
 def base_args(*configfiles):
-    return [
-        "--configfile",
-        FAST,
-        *configfiles,
-        "--config",
-        f"dataset={DATASET}",
-        f"mirror={MIRROR}",
-    ]
+    configs = ["--configfile", *configfiles] if configfiles else []
+    return [*configs, "--config", f"dataset={DATASET}", f"mirror={MIRROR}"]
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """A project whose default target was built once; tests work on copies of it."""
-    project = copy_workflow(tmp_path_factory.mktemp("rerun") / "project")
-    if not (project / FAST).exists():
-        pytest.fail(f"{FAST} (the fast test config) is missing")
-    t0 = time.monotonic()
-    snakemake(project, *base_args(), mirror=False)
-    print(f"full run: {time.monotonic() - t0:.1f} s")
+def finished(ml_small_run, tmp_path_factory):
+    """A copy of the session's finished default run (mtimes and metadata kept), so that
+    this module may change it; `pristine` puts it back after each test that does."""
+    project = tmp_path_factory.mktemp("rerun") / "project"
+    shutil.copytree(ml_small_run, project, symlinks=True)
     return project
 
 
@@ -121,7 +114,8 @@ def test_b_model_hyperparameter_reruns_that_model_and_its_reports(clone, rules, 
     jobs, out = jobs_in(clone, override)
     ran = Counter(rule for rule, _, _ in jobs)
     models = {wc.get("model") for rule, wc, _ in jobs if "model" in wc}
-    assert ran["train_model"] == 1 and ran["evaluate_model"] == 1 and models == {model}, jobs
+    assert ran["train_model"] == REPLICATES and ran["evaluate_model"] == 1, jobs
+    assert models == {model}, jobs
     assert not (set(ran) & (DATA_RULES | {"compute_baselines", "pretrain_model"})), ran
     assert set(ran) - MODEL_RULES <= report_rules(rules), ran
     assert ran["rank_movie_bias"] == 1 and ran["summarize_models"] == 1, ran
@@ -131,8 +125,8 @@ def test_b_init_from_source_reruns_its_finetune_too(clone, rules):
     # hybrid_then_dot starts from hybrid's checkpoint (init_from: hybrid).
     override = write_override(clone, "hybrid.yaml", {"models": {"hybrid": {"seed": 7}}})
     jobs, out = jobs_in(clone, override)
-    trained = sorted(wc["model"] for rule, wc, _ in jobs if rule == "train_model")
-    assert trained == ["hybrid", "hybrid_then_dot"], jobs
+    trained = Counter(wc["model"] for rule, wc, _ in jobs if rule == "train_model")
+    assert trained == {"hybrid": REPLICATES, "hybrid_then_dot": REPLICATES}, jobs
     ran = Counter(rule for rule, _, _ in jobs)
     assert "pretrain_model" not in ran, "hybrid_then_dot starts from hybrid's checkpoint"
     assert not (set(ran) & (DATA_RULES | {"compute_baselines"})), ran
@@ -148,7 +142,7 @@ def test_c_model_code_reruns_training_and_reports_not_data(clone, rules):
     jobs, out = jobs_in(clone)
     ran = Counter(rule for rule, _, _ in jobs)
     assert not (set(ran) & DATA_RULES), ran
-    assert ran["train_model"] == N_MODELS and ran["pretrain_model"] >= 1, ran
+    assert ran["train_model"] == N_TRAININGS and ran["pretrain_model"] >= 1, ran
     assert ran["evaluate_model"] == N_MODELS, ran
     assert "compute_baselines" not in ran, "baselines do not use models.py"
     assert set(ran) & report_rules(rules), ran
@@ -160,7 +154,7 @@ def test_d_split_seed_reruns_split_training_reports_not_download_index(clone, ru
     ran = Counter(rule for rule, _, _ in jobs)
     assert "download_release" not in ran and "index_ratings" not in ran, ran
     assert ran["split_ratings"] == 1 and ran["compute_baselines"] == 1, ran
-    assert ran["train_model"] == N_MODELS and ran["pretrain_model"] >= 1, ran
+    assert ran["train_model"] == N_TRAININGS and ran["pretrain_model"] >= 1, ran
     assert ran["evaluate_model"] == N_MODELS, ran
     assert set(ran) & report_rules(rules), ran
 
@@ -226,7 +220,7 @@ def test_f_small_files_are_compared_by_checksum_not_mtime(clone):
     assert jobs == [], out[-3000:]
     jobs, out = jobs_in(clone, extra=["--max-checksum-file-size", "0"])
     ran = Counter(rule for rule, _, _ in jobs)
-    assert ran["train_model"] == N_MODELS, ran
+    assert ran["train_model"] == N_TRAININGS, ran
     assert not (set(ran) & {"download_release", "index_ratings", "split_ratings"}), ran
 
 

@@ -2,8 +2,9 @@
 # Stop the test cluster that slurm-up.sh started: exactly the daemons listed in
 # $SLURM_BASE/run/started, newest first (slurmd, slurmctld, slurmdbd, mariadbd,
 # munged), each by the PID in its pid file, never by name, so nothing else on
-# the machine is touched. Drops the run's accounting database. Safe to call
-# twice, or after a failed slurm-up.sh.
+# the machine is touched. Drops the run's accounting database and puts
+# /etc/slurm back as slurm-up.sh found it. Safe to call twice, or after a
+# failed slurm-up.sh.
 #
 # Usage: SLURM_BASE=<dir> bash tests/slurm/slurm-down.sh   (or pass <dir> as $1;
 #        without either, the last cluster slurm-up.sh started)
@@ -57,6 +58,14 @@ while read -r name pidfile; do
 done < <(tac "$SLURM_BASE/run/started")
 drop_db
 : >"$SLURM_BASE/run/started"
+# Put /etc/slurm back as slurm-up.sh found it: its own files removed, earlier ones restored.
+for conf in slurm.conf gres.conf slurmdbd.conf; do
+    if [ -f "$SLURM_BASE/run/etc-slurm/$conf" ]; then
+        cp -p "$SLURM_BASE/run/etc-slurm/$conf" "/etc/slurm/$conf"
+    elif grep -qs "^# Written by tests/slurm/slurm-up.sh" "/etc/slurm/$conf"; then
+        rm -f "/etc/slurm/$conf"
+    fi
+done
 if [ "$(cat /run/movierec-slurm-base 2>/dev/null)" = "$SLURM_BASE" ]; then
     rm -f /run/movierec-slurm-base
 fi

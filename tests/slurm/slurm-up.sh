@@ -123,7 +123,15 @@ if [ -f /etc/slurm/slurm.conf ]; then
 fi
 
 # ---------------------------------------------------------------- config
-mkdir -p /etc/slurm
+# The files below are the machine's: keep what was there, so slurm-down.sh can put it
+# back (or remove ours). A slurm.conf left behind for a stopped controller would make
+# every later `snakemake` here wait 9 s (the SLURM plugin asks `scontrol` at import).
+mkdir -p /etc/slurm "$SLURM_BASE/run/etc-slurm"
+for conf in slurm.conf gres.conf slurmdbd.conf; do
+    if [ -f "/etc/slurm/$conf" ] && ! grep -q "^# Written by tests/slurm/slurm-up.sh" "/etc/slurm/$conf"; then
+        cp -p "/etc/slurm/$conf" "$SLURM_BASE/run/etc-slurm/$conf"
+    fi
+done
 if [ "$WITH_DBD" = 1 ]; then
     accounting="AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
@@ -174,7 +182,7 @@ PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 EOF
 
 # Fake GPUs: slurmd only accepts character or block devices as GRES files.
-: >/etc/slurm/gres.conf
+echo "# Written by tests/slurm/slurm-up.sh for SLURM_BASE=$SLURM_BASE" >/etc/slurm/gres.conf
 for ((i = 0; i < FAKE_GPUS; i++)); do
     dev=$SLURM_BASE/fakedev/nvidia$i
     [ -c "$dev" ] || mknod "$dev" c 1 3
@@ -210,6 +218,7 @@ if [ "$WITH_DBD" = 1 ]; then
     mariadb -e "CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY 'slurmpw';
                 GRANT ALL ON \`$DB\`.* TO 'slurm'@'localhost'; FLUSH PRIVILEGES;"
     cat >/etc/slurm/slurmdbd.conf <<EOF
+# Written by tests/slurm/slurm-up.sh for SLURM_BASE=$SLURM_BASE
 AuthType=auth/munge
 DbdHost=localhost
 DbdPort=6819
