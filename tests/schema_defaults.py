@@ -19,3 +19,11 @@ def model_block(block=None, **keys):
     config = {"dataset": "x", "datasets": {}, "models": {"m": partial}}
     validate(config, schema=str(SCHEMA))
     return config["models"]["m"]
+
+
+def download_settings(**keys):
+    """The `download:` block with `keys` and every other setting at the schema's default."""
+    config = {"dataset": "x", "datasets": {}, "models": {}, "download": dict(keys)}
+    validate(config, schema=str(SCHEMA))
+    return config["download"]
+

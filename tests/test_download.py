@@ -25,10 +25,17 @@ from pathlib import Path
 
 import pytest
 from conftest import MIRROR, copy_workflow, snakemake
-from movierec import download
-from movierec.download import ArchiveError, ChecksumError, DownloadError, download_release
+from movierec.download import ArchiveError, ChecksumError, DownloadError, archive, fetch, sizes
+from movierec.download import download_release as library_download_release
+from schema_defaults import download_settings
 
 FAST = {"backoff_s": 0.001, "timeout_s": 5}
+
+
+def download_release(files, dest_dir, **keys):
+    """The library's download_release, with the schema's `download:` defaults for what
+    a test does not set (the rule passes the whole validated block)."""
+    return library_download_release(files, dest_dir, **{**download_settings(), **keys})
 
 
 # --------------------------------------------------------------------------- server
@@ -178,7 +185,7 @@ def test_http_download_extracts_zip_keeps_archive(tmp_path, http_mirror, caplog)
 def test_progress_is_logged_about_every_ten_percent(tmp_path, http_mirror, caplog, monkeypatch):
     base, server = http_mirror
     (server.root / "big.csv").write_bytes(b"x" * 100_000)
-    monkeypatch.setattr(download, "CHUNK_BYTES", 1000)
+    monkeypatch.setattr(sizes, "CHUNK_BYTES", 1000)
     caplog.set_level(logging.INFO, logger="movierec.download")
     download_release([{"url": f"{base}/big.csv"}], tmp_path / "raw", **FAST)
     percents = [r.getMessage() for r in caplog.records if r.getMessage().endswith("%)")]
@@ -301,7 +308,7 @@ def test_backoff_doubles(tmp_path, http_mirror, monkeypatch):
     (server.root / "f.csv").write_bytes(b"ok\n")
     server.knobs["/f.csv"] = {"fail": 3}
     waits = []
-    monkeypatch.setattr(download.time, "sleep", waits.append)
+    monkeypatch.setattr(fetch.time, "sleep", waits.append)
     download_release([{"url": f"{base}/f.csv"}], tmp_path / "raw", retries=3, backoff_s=0.5)
     assert waits == [0.5, 1.0, 2.0]
 
@@ -548,7 +555,7 @@ def test_bad_zip_raises_and_leaves_nothing(tmp_path, kind, precreated):
 def test_written_bytes_are_capped_even_if_sizes_lie():
     budget = [10]
     with pytest.raises(ArchiveError, match="bytes written exceed"):
-        download._copy_capped(io.BytesIO(b"x" * 11), io.BytesIO(), budget, "a.zip: m")
+        archive._copy_capped(io.BytesIO(b"x" * 11), io.BytesIO(), budget, "a.zip: m")
 
 
 def test_size_cap_is_shared_by_the_archives_of_a_release(tmp_path):
@@ -588,7 +595,7 @@ def test_trickling_server_fails_at_the_deadline(tmp_path, http_mirror, caplog, m
     base, server = http_mirror
     (server.root / "f.csv").write_bytes(b"x" * 1000)
     server.knobs["/f.csv"] = {"trickle": 0.2}  # 200 s for the file: never finishes
-    monkeypatch.setattr(download, "PROGRESS_EVERY_S", 0.3)
+    monkeypatch.setattr(fetch, "PROGRESS_EVERY_S", 0.3)
     caplog.set_level(logging.INFO, logger="movierec.download")
     started = time.monotonic()
     with pytest.raises(DownloadError) as info:
@@ -788,7 +795,7 @@ def test_many_small_compressible_members_are_judged_together(tmp_path):
     """Each member is under the exemption; the archive as a whole is not."""
     mirror = tmp_path / "mirror"
     mirror.mkdir()
-    members = {f"ml-tiny/part{i}.csv": bytes(download.RATIO_EXEMPT_BYTES // 2) for i in range(4)}
+    members = {f"ml-tiny/part{i}.csv": bytes(archive.RATIO_EXEMPT_BYTES // 2) for i in range(4)}
     make_zip(mirror / "bomb.zip", members)
     with pytest.raises(ArchiveError, match=r"bomb\.zip \(all members together\): it expands"):
         download_release([{"url": official("bomb.zip")}], tmp_path / "raw", mirror=str(mirror))
@@ -797,7 +804,7 @@ def test_many_small_compressible_members_are_judged_together(tmp_path):
 
 def test_written_bytes_are_held_to_the_ratio_even_if_sizes_lie():
     with pytest.raises(ArchiveError, match="2097152 bytes written from 1000 compressed"):
-        download._copy_capped(
+        archive._copy_capped(
             io.BytesIO(bytes(2 << 20)),
             io.BytesIO(),
             [10**9],

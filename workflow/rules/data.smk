@@ -7,7 +7,7 @@
 # not rerun the download and everything after it (the script reads them from config).
 rule download_release:
     input:
-        code=library("download.py"),
+        code=library("download"),
     output:
         raw=directory("results/{dataset}/raw"),
     log:
