@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import FORMATS
 from movierec import formats
+from movierec.formats import lines, typed_csv
 from movierec.index import YEAR, index_ratings
 
 OUTPUTS = ("ratings.parquet", "users.parquet", "movies.parquet")
@@ -329,7 +330,7 @@ def test_line_locator_across_chunks(tmp_path, monkeypatch):
     )
     path = write(tmp_path / "movies.csv", text)
     for chunk in (3, 7, 1 << 24):
-        monkeypatch.setattr(formats, "CHUNK_BYTES", chunk)
+        monkeypatch.setattr(lines, "CHUNK_BYTES", chunk)
         source = formats.Source(path, True, True, "movieId,title,genres")
         assert [source.line_of(r) for r in range(4)] == [3, 6, 9, 10]
         assert source.locate(3) == (10, "x,D (1993),Drama")
@@ -438,10 +439,10 @@ def test_first_non_utf8_across_chunks(tmp_path, monkeypatch):
     data = good * 3 + b"\n2,Caf\xe9,Drama\n" + good
     path = write(tmp_path / "movies.csv", data)
     for chunk in (1, 2, 3, 5, 7, 64, 1 << 24):
-        monkeypatch.setattr(formats, "CHUNK_BYTES", chunk)
-        assert formats._first_non_utf8(path) == (5, "2,Caf\ufffd,Drama", data.index(b"\xe9"), 0xE9)
+        monkeypatch.setattr(lines, "CHUNK_BYTES", chunk)
+        assert lines.first_non_utf8(path) == (5, "2,Caf\ufffd,Drama", data.index(b"\xe9"), 0xE9)
     write(path, good * 3)
-    assert formats._first_non_utf8(path) is None
+    assert lines.first_non_utf8(path) is None
 
 
 # --- bad input: a ValueError naming file, line and value; no output --------------------
@@ -653,7 +654,7 @@ def as_csv(rows):
 @pytest.mark.parametrize("block", [1 << 24, 200])
 def test_sorted_file_streams_in_batches(tmp_path, monkeypatch, block, caplog):
     """Sorted input is written batch by batch; small blocks make many row groups."""
-    monkeypatch.setattr(formats, "BLOCK_BYTES", block)
+    monkeypatch.setattr(typed_csv, "BLOCK_BYTES", block)
     rows, movies = sorted_release()
     with caplog.at_level(logging.INFO, logger="movierec"):
         ratings, users, movies_t = run(csv_release(tmp_path, as_csv(rows), movies))
@@ -673,7 +674,7 @@ def test_sorted_file_streams_in_batches(tmp_path, monkeypatch, block, caplog):
 @pytest.mark.parametrize("policy", ["error", "keep_latest"])
 def test_order_breaks_after_streaming_started(tmp_path, monkeypatch, policy, caplog):
     """A late out-of-order row abandons the streamed file; the result is still complete."""
-    monkeypatch.setattr(formats, "BLOCK_BYTES", 200)
+    monkeypatch.setattr(typed_csv, "BLOCK_BYTES", 200)
     rows, movies = sorted_release()
     if policy == "error":  # a new pair, out of order but not a repeat: all rows stay
         rows = [*rows, (1, 999, 3.0, 1)]
