@@ -571,8 +571,17 @@ def test_bad_spec(tmp_path):
         run(raw, dict(CSV_SPEC, format="xml"))
     with pytest.raises(ValueError, match="rating_scale"):
         run(raw, dict(CSV_SPEC, rating_scale=[5, 1]))
-    with pytest.raises(ValueError, match="duplicates policy 'drop'"):
-        run(raw, duplicates="drop")
+
+
+def test_the_schema_refuses_an_unknown_duplicates_policy():
+    """index_ratings takes index.duplicates as the schema validated it; that is the check."""
+    from schema_defaults import SCHEMA
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    config = {"dataset": "x", "datasets": {}, "models": {}, "index": {"duplicates": "drop"}}
+    with pytest.raises(WorkflowError, match="'drop' is not one of"):
+        validate(config, schema=str(SCHEMA))
 
 
 def test_sparse_and_negative_ids(tmp_path):

@@ -13,7 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from movierec import split
-from movierec.index import RATINGS_SCHEMA, index_ratings
+from movierec.index import index_ratings
+from movierec.index_schema import RATINGS_SCHEMA
 
 N_ROWS = 5003
 RANDOM = {"method": "random", "seed": 42, "val_fraction": 0.1, "test_fraction": 0.2}

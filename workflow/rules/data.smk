@@ -47,7 +47,14 @@ rule generate_synthetic:
 rule index_ratings:
     input:
         raw="results/{dataset}/raw",
-        code=library("index.py", "formats", "atomic.py"),
+        code=library(
+            "index.py",
+            "index_codes.py",
+            "index_schema.py",
+            "arrays.py",
+            "formats",
+            "atomic.py",
+        ),
     output:
         ratings="results/{dataset}/data/ratings.parquet",
         users="results/{dataset}/data/users.parquet",
@@ -74,7 +81,7 @@ rule index_ratings:
 rule split_ratings:
     input:
         unpack(split_inputs),
-        code=library("split.py", "formats", "index.py", "atomic.py"),
+        code=library("split.py", "index_schema.py", "arrays.py", "formats", "atomic.py"),
     output:
         train="results/{dataset}/{split}/split/train.parquet",
         val="results/{dataset}/{split}/split/val.parquet",

@@ -13,6 +13,9 @@ GroupLens files are sorted by user, then movie), which also proves there are
 no duplicates. Any other order falls back to a sort-based duplicate check and
 a plain write.
 
+The coding and the streaming write are in `movierec.index_codes`, the
+output schemas in `movierec.index_schema`; this module reads, checks and joins.
+
 Everything is checked before any output exists under its name: the three
 outputs are written under temporary names and renamed together at the end,
 so a bad file leaves no output behind.
@@ -20,10 +23,7 @@ so a bad file leaves no output behind.
 
 import contextlib
 import logging
-import queue
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,40 +32,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from movierec import formats
+from movierec.arrays import to_arrow, to_numpy
 from movierec.atomic import atomic_path
+from movierec.index_codes import Vocabulary, code_and_write, rating_sums
+from movierec.index_schema import MOVIES_SCHEMA, RATINGS_PARQUET, RATINGS_SCHEMA, USERS_SCHEMA
 
 log = logging.getLogger(__name__)
 
-DUPLICATE_POLICIES = ("error", "keep_latest")
-
-RATINGS_SCHEMA = pa.schema(
-    [
-        ("user", pa.int32()),
-        ("movie", pa.int32()),
-        ("rating", pa.float32()),
-        ("timestamp", pa.int64()),
-    ]
-)
-USERS_SCHEMA = pa.schema([("user", pa.int32()), ("userId", pa.int64()), ("n_ratings", pa.int64())])
-MOVIES_SCHEMA = pa.schema(
-    [
-        ("movie", pa.int32()),
-        ("movieId", pa.int64()),
-        ("title", pa.string()),
-        ("genres", pa.string()),
-        ("year", pa.int32()),
-        ("n_ratings", pa.int64()),
-        ("mean_rating", pa.float64()),
-    ]
-)
-# How ratings.parquet is encoded. Parquet's defaults (dictionary + snappy on every
-# column) take 2-3x longer on 25M rows, most of it spent on timestamps and movie
-# codes that neither dictionary nor snappy shrink much; measured on the synthetic
-# 25m file: defaults ~2.5 s / 215 MiB, these ~1.0 s / 303 MiB.
-RATINGS_PARQUET = {
-    "use_dictionary": ["rating"],  # ten distinct values
-    "compression": {"user": "snappy", "movie": "none", "rating": "snappy", "timestamp": "none"},
-}
 # A trailing "(1995)" or "(2006-2007)" (hyphen or en dash), spaces allowed after it.
 YEAR = r"\((?P<year>\d{4})(?:\s*[-–]\s*\d{4})?\)\s*$"  # RE2 syntax (pyarrow)
 
@@ -103,10 +76,6 @@ def index_ratings(raw_dir, spec, duplicates, ratings_out, users_out, movies_out)
     """
     started = time.perf_counter()
     fmt, ratings_path, movies_path, (low, high) = _check_spec(raw_dir, spec)
-    if duplicates not in DUPLICATE_POLICIES:
-        raise ValueError(
-            f"duplicates policy {duplicates!r} is not one of {', '.join(DUPLICATE_POLICIES)}"
-        )
 
     tick = time.perf_counter()
     table, source = formats.read_ratings(fmt, ratings_path)
@@ -131,9 +100,9 @@ def index_ratings(raw_dir, spec, duplicates, ratings_out, users_out, movies_out)
         movies_tmp = stack.enter_context(atomic_path(movies_out))
 
         tick = time.perf_counter()
-        users = _Vocabulary(table["userId"])
-        movies = _Vocabulary(table["movieId"])
-        coded = _code_and_write(table, users, movies, ratings_tmp)
+        users = Vocabulary(table["userId"])
+        movies = Vocabulary(table["movieId"])
+        coded = code_and_write(table, users, movies, ratings_tmp)
         rating = table["rating"]
         timestamp = table["timestamp"] if "timestamp" in table.column_names else None
         del table
@@ -155,7 +124,7 @@ def index_ratings(raw_dir, spec, duplicates, ratings_out, users_out, movies_out)
                 rating, timestamp = rating.filter(to_arrow(keep)), timestamp.filter(to_arrow(keep))
                 users.counts = np.bincount(user, minlength=len(users.ids))
                 movies.counts = np.bincount(movie, minlength=len(movies.ids))
-                coded.rating_sums = _rating_sums(movie, rating, len(movies.ids))
+                coded.rating_sums = rating_sums(movie, rating, len(movies.ids))
             columns = [
                 to_arrow(user),
                 to_arrow(movie),
@@ -207,163 +176,6 @@ def index_ratings(raw_dir, spec, duplicates, ratings_out, users_out, movies_out)
         users_out,
         movies_out,
     )
-
-
-class _Vocabulary:
-    """The distinct ids of an id column, sorted, with counts and a way to code chunks.
-
-    Dense ids (their range within a few times the row count) are counted with
-    `np.bincount` over pyarrow's chunks, linear and without copying the
-    column, and coded through a lookup table; sparse ids are sorted (not
-    np.unique: in numpy 2.4 its hash-based path is ~50x slower than a sort)
-    and coded by binary search.
-    """
-
-    def __init__(self, column):
-        low, high = (value.as_py() for value in pc.min_max(column).values())
-        n = len(column)
-        self._lookup = None
-        if high - low < 4 * n + (1 << 20):
-            self._offset = min(low, 0)  # ids >= 0 index the table directly
-            counts = np.zeros(high - self._offset + 1, dtype=np.int64)
-            for _, values in _chunks(column):
-                counts += np.bincount(self._shift(values), minlength=len(counts))
-            present = np.flatnonzero(counts)
-            self._lookup = np.zeros(len(counts), dtype=np.int32)
-            self._lookup[present] = np.arange(len(present), dtype=np.int32)
-            self.ids, self.counts = present + self._offset, counts[present]
-        else:
-            values = np.sort(to_numpy(column))
-            starts = np.flatnonzero(np.concatenate(([True], values[1:] != values[:-1])))
-            self.ids = values[starts]
-            self.counts = np.diff(np.append(starts, n))
-
-    def _shift(self, values):
-        return values - self._offset if self._offset else values
-
-    def code(self, values, out):
-        """Write the codes of `values` (ids of this column) into `out` (int32)."""
-        if self._lookup is not None:
-            np.take(self._lookup, self._shift(values), out=out)  # releases the GIL, unlike []
-        else:
-            out[:] = np.searchsorted(self.ids, values)
-
-
-@dataclass
-class _Coded:
-    """What `_code_and_write` returns: codes, per-movie rating sums, whether it wrote."""
-
-    user: np.ndarray
-    movie: np.ndarray
-    rating_sums: np.ndarray
-    written: bool
-
-
-def _code_and_write(table, users, movies, path):
-    """Code every batch; stream ratings.parquet to `path` while pairs stay increasing.
-
-    Returns the full code arrays either way. `written` is False when a batch
-    broke the (user, movie) order: the caller then checks duplicates by
-    sorting and writes the file itself (the partial file is overwritten).
-    """
-    n = table.num_rows
-    user = np.empty(n, dtype=np.int32)
-    movie = np.empty(n, dtype=np.int32)
-    rating_sums = np.zeros(len(movies.ids))
-    n_movies = np.int64(len(movies.ids))
-    increasing, last_key = True, -1
-    with _BackgroundWriter(path, RATINGS_SCHEMA, RATINGS_PARQUET) as writer:
-        start = 0
-        for batch in table.to_batches():
-            stop = start + batch.num_rows
-            if stop == start:
-                continue
-            u, m = user[start:stop], movie[start:stop]
-            users.code(_view(batch.column("userId")), out=u)
-            movies.code(_view(batch.column("movieId")), out=m)
-            rating = batch.column("rating")
-            rating_sums += np.bincount(m, weights=_view(rating), minlength=len(rating_sums))
-            if increasing:
-                key = u.astype(np.int64)
-                key *= n_movies
-                key += m
-                increasing = bool(key[0] > last_key and np.all(key[1:] > key[:-1]))
-                last_key = key[-1]
-                if increasing:
-                    names = batch.schema.names
-                    timestamp = (
-                        batch.column("timestamp")
-                        if "timestamp" in names
-                        else pa.nulls(batch.num_rows, pa.int64())
-                    )
-                    writer.put(
-                        pa.record_batch(
-                            [to_arrow(u), to_arrow(m), rating, timestamp], schema=RATINGS_SCHEMA
-                        )
-                    )
-                else:
-                    writer.cancel()
-            start = stop
-    return _Coded(user, movie, rating_sums, written=increasing)
-
-
-class _BackgroundWriter:
-    """A Parquet writer on its own thread, fed record batches through a small queue.
-
-    Parquet encoding and the disk write run in C++ without the GIL, so they
-    overlap with the numpy coding of the next batch on the other core.
-    `cancel()` stops writing (the file is then incomplete, for the caller to
-    overwrite); errors of the writer are raised on exit.
-    """
-
-    def __init__(self, path, schema, options):
-        self._queue = queue.Queue(maxsize=4)
-        self._writer = pq.ParquetWriter(path, schema, **options)
-        self._error = None
-        self._cancelled = False
-        self._thread = threading.Thread(target=self._run, name="parquet-writer", daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def put(self, batch):
-        self._queue.put(batch)
-
-    def cancel(self):
-        self._cancelled = True
-
-    def _run(self):
-        while (batch := self._queue.get()) is not None:
-            if self._error is None and not self._cancelled:
-                try:
-                    self._writer.write_batch(batch)
-                except BaseException as err:  # noqa: BLE001 - re-raised in __exit__
-                    self._error = err
-        try:
-            self._writer.close()
-        except BaseException as err:  # noqa: BLE001
-            self._error = self._error or err
-
-    def __exit__(self, *exc):
-        self._queue.put(None)
-        self._thread.join()
-        if self._error is not None and exc[0] is None:
-            raise self._error
-        return False
-
-
-def _view(array):
-    """A null-free numeric pyarrow Array as a numpy view (no copy, no pandas import)."""
-    data = np.frombuffer(array.buffers()[1], dtype=array.type.to_pandas_dtype())
-    return data[array.offset : array.offset + len(array)]
-
-
-def _rating_sums(movie, rating, n_movies):
-    sums = np.zeros(n_movies)
-    for start, values in _chunks(rating):
-        sums += np.bincount(movie[start : start + len(values)], weights=values, minlength=n_movies)
-    return sums
 
 
 def _check_spec(raw_dir, spec):
@@ -427,46 +239,6 @@ def _check_values(table, source, low, high):
             f"rating {rating[row].as_py():g} is outside the rating scale",
             expected=f"a rating in [{low:g}, {high:g}]",
         )
-
-
-def _chunks(column):
-    """(offset, numpy view) of each chunk of a null-free numeric pyarrow column."""
-    start = 0
-    for chunk in column.chunks if isinstance(column, pa.ChunkedArray) else [column]:
-        yield start, _view(chunk)
-        start += len(chunk)
-
-
-def to_numpy(column):
-    """A null-free numeric pyarrow (chunked) array as numpy, without copying a single chunk.
-
-    Built from the data buffers, because `ChunkedArray.to_numpy` imports
-    pandas, which costs a second per rule run.
-    """
-    views = [view for _, view in _chunks(column)]
-    if not views:
-        return np.empty(0, dtype=column.type.to_pandas_dtype())
-    return views[0] if len(views) == 1 else np.concatenate(views)
-
-
-def to_arrow(values, valid=None):
-    """A numpy array as a pyarrow array (zero-copy), nulls where `valid` is False.
-
-    `pa.array(ndarray)` imports pandas; building from buffers does not.
-    """
-    values = np.ascontiguousarray(values)
-    data = np.packbits(values, bitorder="little") if values.dtype == bool else values
-    validity = None
-    null_count = 0
-    if valid is not None and not valid.all():
-        validity = pa.py_buffer(np.packbits(valid, bitorder="little"))
-        null_count = int((~valid).sum())
-    return pa.Array.from_buffers(
-        pa.from_numpy_dtype(values.dtype),
-        len(values),
-        [validity, pa.py_buffer(data)],
-        null_count=null_count,
-    )
 
 
 def _duplicates(user, movie, n_movies, timestamp, source, policy, user_ids, movie_ids):

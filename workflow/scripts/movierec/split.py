@@ -69,8 +69,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from movierec import formats
+from movierec.arrays import to_arrow, to_numpy
 from movierec.atomic import atomic_path
-from movierec.index import RATINGS_PARQUET, RATINGS_SCHEMA, to_arrow, to_numpy
+from movierec.index_schema import RATINGS_PARQUET, RATINGS_SCHEMA
 
 log = logging.getLogger(__name__)
 
