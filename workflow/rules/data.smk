@@ -81,7 +81,15 @@ rule index_ratings:
 rule split_ratings:
     input:
         unpack(split_inputs),
-        code=library("split.py", "index_schema.py", "arrays.py", "formats", "atomic.py"),
+        code=library(
+            "split.py",
+            "split_methods.py",
+            "split_predefined.py",
+            "index_schema.py",
+            "arrays.py",
+            "formats",
+            "atomic.py",
+        ),
     output:
         train="results/{dataset}/{split}/split/train.parquet",
         val="results/{dataset}/{split}/split/val.parquet",

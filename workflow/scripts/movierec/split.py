@@ -55,16 +55,17 @@ biases alone for those), and the timestamp bounds of the parts with
 ``leak_free``, measured from the data rather than assumed from the method.
 All outputs are written under temporary names, only after every check, and
 renamed together, so bad input leaves none of them behind.
+
+The label functions of the methods are in `movierec.split_methods`, the
+reading and checking of a release's own files in `movierec.split_predefined`.
 """
 
 import contextlib
 import json
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -72,12 +73,21 @@ from movierec import formats
 from movierec.arrays import to_arrow, to_numpy
 from movierec.atomic import atomic_path
 from movierec.index_schema import RATINGS_PARQUET, RATINGS_SCHEMA
+from movierec.split_methods import (
+    TEST,
+    TRAIN,
+    VAL,
+    kfold_parts,
+    random_parts,
+    require_parts,
+    temporal_global_parts,
+    temporal_user_parts,
+)
+from movierec.split_predefined import predefined_parts
 
 log = logging.getLogger(__name__)
 
-TRAIN, VAL, TEST = 0, 1, 2  # part labels, one uint8 per row
 PARTS = ("train", "val", "test")
-_NAMES = ("train", "validation", "test")  # as messages spell them
 
 
 def split_ratings(
@@ -153,7 +163,9 @@ def split_ratings(
                 f"{ratings_path}: columns {schema.names}; expected {RATINGS_SCHEMA.names}"
             )
         n_ratings = pq.read_metadata(ratings_path).num_rows
-        parts = _predefined(scheme, schema, raw_dir, release_format, users_path, movies_path, where)
+        parts = predefined_parts(
+            scheme, schema, raw_dir, release_format, users_path, movies_path, where
+        )
     else:
         table = _read(ratings_path)
         n_ratings = table.num_rows
@@ -183,85 +195,6 @@ def split_ratings(
     return summary
 
 
-def random_parts(n, seed, val_fraction, test_fraction):
-    """Part label (TRAIN, VAL, TEST) of each of `n` rows under the random contract."""
-    n_test, n_val = round(n * test_fraction), round(n * val_fraction)
-    perm = np.random.default_rng(seed).permutation(n)
-    label = np.zeros(n, dtype=np.uint8)
-    label[perm[:n_test]] = TEST
-    label[perm[n_test : n_test + n_val]] = VAL
-    return label
-
-
-def temporal_global_parts(timestamp, n_val, n_test):
-    """Part labels by one pair of time cutoffs; also returns (val_cutoff, test_cutoff).
-
-    Needs ``1 <= n_test``, ``1 <= n_val`` and ``n_val + n_test < len(timestamp)``.
-    The cutoffs are order statistics, found by `np.partition` in linear time:
-    with ties going to the later part, only the boundary timestamps matter,
-    so the full (timestamp, row) sort of the contract never has to be done.
-    """
-    n = len(timestamp)
-    lo, hi = n - n_test - n_val, n - n_test
-    bounds = np.partition(timestamp, [lo, hi])
-    val_cutoff, test_cutoff = int(bounds[lo]), int(bounds[hi])
-    del bounds
-    label = np.zeros(n, dtype=np.uint8)
-    label[timestamp >= val_cutoff] = VAL
-    label[timestamp >= test_cutoff] = TEST
-    return label, val_cutoff, test_cutoff
-
-
-def temporal_user_parts(user, timestamp, n_val, n_test):
-    """Part labels from each user's latest ratings (see the module docstring).
-
-    One stable argsort of a combined (user, timestamp) key orders every user's
-    ratings by time, ties by row (several times faster than `np.lexsort` on
-    25M rows; two stable passes are the fallback when the key does not fit 63
-    bits); each user's held-out rows are then the end of its run in that
-    order, labelled by a cumulative sum, with no loop over users.
-    """
-    n = len(user)
-    t_min = int(timestamp.min())
-    ts_bits = (int(timestamp.max()) - t_min).bit_length()
-    if ts_bits + int(user.max()).bit_length() <= 63:
-        key = user.astype(np.int64)
-        key <<= ts_bits
-        key |= timestamp - t_min
-        order = np.argsort(key, kind="stable")
-        del key
-    else:
-        order = np.argsort(timestamp, kind="stable")
-        order = order[np.argsort(user[order], kind="stable")]
-    counts = np.bincount(user)
-    spare = np.maximum(counts - 1, 0)  # what a user can give up and keep one in train
-    user_test = np.minimum(n_test, spare)
-    user_held = user_test + np.minimum(n_val, spare - user_test)
-    # In sorted order user u's ratings end at ends[u]: its validation rows start at
-    # ends - held, its test rows at ends - test. A step of +1 at each start and -2 at
-    # each end, summed, is the label (0 train, 1 val, 2 test) of every sorted position.
-    ends = np.cumsum(counts)
-    step = np.bincount(
-        np.concatenate([ends - user_held, ends - user_test, ends]),
-        weights=np.repeat([1.0, 1.0, -2.0], len(ends)),
-        minlength=n + 1,
-    )
-    label = np.empty(n, dtype=np.uint8)
-    label[order] = np.cumsum(step[:n]).astype(np.uint8)
-    return label
-
-
-def kfold_parts(n, k, fold, seed, val_fraction):
-    """Part labels of fold `fold` (1..k) of the kfold contract."""
-    perm = np.random.default_rng(seed).permutation(n)
-    pieces = np.array_split(perm, k)
-    rest = np.concatenate(pieces[fold:] + pieces[: fold - 1])  # cyclic, after the test part
-    label = np.zeros(n, dtype=np.uint8)
-    label[pieces[fold - 1]] = TEST
-    label[rest[: round(len(rest) * val_fraction)]] = VAL
-    return label
-
-
 def _check_fold(method, scheme, fold, where):
     if method == "kfold":
         if fold is None or not 1 <= fold <= scheme["k"]:
@@ -289,14 +222,16 @@ def _labels(table, scheme, fold, where, ratings_path):
     method = scheme["method"]
     if method == "random":
         n_test, n_val = round(n * scheme["test_fraction"]), round(n * scheme["val_fraction"])
-        _require(where, (n - n_test - n_val, n_val, n_test), f"round(n * fraction) of {n} rows")
+        require_parts(
+            where, (n - n_test - n_val, n_val, n_test), f"round(n * fraction) of {n} rows"
+        )
         label = random_parts(n, scheme["seed"], scheme["val_fraction"], scheme["test_fraction"])
         return label, (None, None)
     if method == "kfold":
         k = scheme["k"]
         n_test = n // k + (fold - 1 < n % k)
         n_val = round((n - n_test) * scheme["val_fraction"])
-        _require(
+        require_parts(
             where,
             (n - n_test - n_val, n_val, n_test),
             f"{n} rows in {k} folds, validation round(n_rest * val_fraction)",
@@ -307,9 +242,11 @@ def _labels(table, scheme, fold, where, ratings_path):
     timestamp = _timestamps(table, ratings_path, where)
     if scheme["by"] == "global":
         n_test, n_val = round(n * scheme["test_fraction"]), round(n * scheme["val_fraction"])
-        _require(where, (n - n_test - n_val, n_val, n_test), f"round(n * fraction) of {n} rows")
+        require_parts(
+            where, (n - n_test - n_val, n_val, n_test), f"round(n * fraction) of {n} rows"
+        )
         label, val_cutoff, test_cutoff = temporal_global_parts(timestamp, n_val, n_test)
-        _require(
+        require_parts(
             where,
             np.bincount(label, minlength=3),
             f"rows tied on a cutoff go to the later part; val_cutoff {val_cutoff}, "
@@ -318,7 +255,7 @@ def _labels(table, scheme, fold, where, ratings_path):
         return label, (val_cutoff, test_cutoff)
     user = to_numpy(table["user"])
     label = temporal_user_parts(user, timestamp, scheme["n_val"], scheme["n_test"])
-    _require(
+    require_parts(
         where,
         np.bincount(label, minlength=3),
         "every user keeps one rating in train and gives up validation rows before test rows",
@@ -342,148 +279,6 @@ def _timestamps(table, ratings_path, where):
             f"lacks {column.null_count} of {len(column)}, e.g. row {row}"
         )
     return to_numpy(column)
-
-
-def _require(where, sizes, why):
-    """Raise unless every part (train, val, test sizes) is non-empty."""
-    empty = [name for name, size in zip(_NAMES, sizes, strict=True) if size < 1]
-    if empty:
-        n_train, n_val, n_test = (max(int(size), 0) for size in sizes)
-        raise ValueError(
-            f"{where}: leaves the {' and '.join(empty)} part empty ({n_train} train, "
-            f"{n_val} validation, {n_test} test rows; {why}); expected every part non-empty"
-        )
-
-
-def _predefined(scheme, schema, raw_dir, release_format, users_path, movies_path, where):
-    """Train, validation and test tables from the release's own train and test files."""
-    needed = {
-        "raw_dir": raw_dir,
-        "release_format": release_format,
-        "users_path": users_path,
-        "movies_path": movies_path,
-    }
-    missing = [name for name, value in needed.items() if value is None]
-    if missing:
-        raise ValueError(f"{where}: a predefined split needs {', '.join(missing)}")
-    users = pq.read_table(users_path, columns=["user", "userId"])
-    movies = pq.read_table(movies_path, columns=["movie", "movieId"])
-    n_movies = int(pc.max(movies["movie"]).as_py() or 0) + 1  # pair key = user * n_movies + movie
-    files = {}
-    for key in ("train", "test"):
-        path = Path(raw_dir) / scheme[key]
-        if not path.is_file():
-            raise ValueError(
-                f"{where}: {path}: the {key} file of the scheme is missing; expected "
-                f"{scheme[key]!r} under {raw_dir}"
-            )
-        table, source = formats.read_ratings(release_format, path)
-        if table.num_rows == 0:
-            raise ValueError(f"{where}: {path}: no ratings in the file; expected {source.columns}")
-        _no_nulls(table, source)
-        user = _code(table, source, "userId", users, "user", users_path)
-        movie = _code(table, source, "movieId", movies, "movie", movies_path)
-        pair = user.astype(np.int64) * n_movies + movie
-        _no_repeats(pair, table, source)
-        files[key] = (table, source, user, movie, pair)
-    _no_overlap(files["train"], files["test"])
-
-    def build(table, user, movie, keep=None):
-        n = table.num_rows
-        timestamp = (
-            table["timestamp"] if "timestamp" in table.column_names else pa.nulls(n, pa.int64())
-        )
-        columns = [to_arrow(user), to_arrow(movie), table["rating"], timestamp]
-        columns = [pa.chunked_array([c]) if isinstance(c, pa.Array) else c for c in columns]
-        out = pa.Table.from_arrays(
-            [c.cast(field.type) for c, field in zip(columns, schema, strict=True)], schema=schema
-        )
-        return out if keep is None else out.filter(to_arrow(keep))
-
-    base, _, base_user, base_movie, _ = files["train"]
-    probe, _, probe_user, probe_movie, _ = files["test"]
-    n_base = base.num_rows
-    n_val = round(n_base * scheme["val_fraction"])
-    _require(
-        where,
-        (n_base - n_val, n_val, probe.num_rows),
-        f"validation round(n * val_fraction) of the train file's {n_base} rows",
-    )
-    in_val = np.zeros(n_base, dtype=bool)
-    in_val[np.random.default_rng(scheme["seed"]).permutation(n_base)[:n_val]] = True
-    whole = build(base, base_user, base_movie)
-    return [
-        whole.filter(to_arrow(~in_val)),
-        whole.filter(to_arrow(in_val)),
-        build(probe, probe_user, probe_movie),
-    ]
-
-
-def _no_nulls(table, source):
-    for name in table.column_names:
-        column = table[name]
-        if column.null_count:
-            formats.fail(source, formats.first_true(pc.is_null(column)), f"{name} is empty")
-
-
-def _code(table, source, id_column, index, code_column, index_path):
-    """Codes of a file's release ids through an id map; an unknown id fails with its line."""
-    ids = to_numpy(table[id_column])
-    known = to_numpy(index[id_column])
-    codes = to_numpy(index[code_column])
-    order = np.argsort(known)
-    sorted_ids = known[order]
-    pos = np.minimum(np.searchsorted(sorted_ids, ids), max(len(sorted_ids) - 1, 0))
-    found = sorted_ids[pos] == ids if len(sorted_ids) else np.zeros(len(ids), dtype=bool)
-    if not found.all():
-        row = int(np.flatnonzero(~found)[0])
-        formats.fail(
-            source,
-            row,
-            f"{id_column} {ids[row]} is not in the index {index_path}",
-            expected=f"a {id_column} of the indexed release",
-        )
-    return codes[order[pos]]
-
-
-def _no_repeats(pair, table, source):
-    """Fail on the first line that repeats a (user, movie) pair of an earlier line."""
-    if np.all(pair[1:] > pair[:-1]):  # the GroupLens order proves it in one pass
-        return
-    ordered = np.sort(pair)
-    if np.all(ordered[1:] != ordered[:-1]):
-        return
-    order = np.argsort(pair, kind="stable")  # only now: we need the lines
-    ordered = pair[order]
-    repeat = np.flatnonzero(ordered[1:] == ordered[:-1]) + 1
-    later = int(order[repeat].min())
-    first = int(order[np.searchsorted(ordered, pair[later])])
-    formats.fail(
-        source,
-        later,
-        f"(userId, movieId) = ({table['userId'][later]}, {table['movieId'][later]}) repeats "
-        f"line {source.line_of(first)}",
-        expected="each (user, movie) pair once per file",
-    )
-
-
-def _no_overlap(train, test):
-    """Fail on the first test line whose (user, movie) pair the train file also holds."""
-    base, base_source, *_, base_pair = train
-    probe, probe_source, *_, probe_pair = test
-    ordered = np.sort(base_pair)
-    pos = np.minimum(np.searchsorted(ordered, probe_pair), len(ordered) - 1)
-    shared = ordered[pos] == probe_pair
-    if shared.any():
-        row = int(np.flatnonzero(shared)[0])
-        twin = int(np.flatnonzero(base_pair == probe_pair[row])[0])
-        formats.fail(
-            probe_source,
-            row,
-            f"(userId, movieId) = ({probe['userId'][row]}, {probe['movieId'][row]}) is also in "
-            f"the train file {base_source.path}, line {base_source.line_of(twin)}",
-            expected="test pairs that the train file does not hold",
-        )
 
 
 def _unseen(train, val, test):
