@@ -27,3 +27,10 @@ def download_settings(**keys):
     validate(config, schema=str(SCHEMA))
     return config["download"]
 
+
+def synthetic_spec(spec=None, **keys):
+    """A synthetic generator spec (`spec` and `keys`) with the schema's defaults filled in."""
+    partial = {**copy.deepcopy(spec or {}), **keys}
+    config = {"dataset": "x", "datasets": {"x": {"synthetic": partial}}, "models": {}}
+    validate(config, schema=str(SCHEMA))
+    return config["datasets"]["x"]["synthetic"]

@@ -8,18 +8,25 @@ import pytest
 import yaml
 from conftest import REPO
 from movierec import synthetic
+from schema_defaults import synthetic_spec
+from snakemake.exceptions import WorkflowError
 
 CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
-SPEC_100K = CONFIG["datasets"]["synthetic-100k"]["synthetic"]
+SPEC_100K = synthetic_spec(CONFIG["datasets"]["synthetic-100k"]["synthetic"])
 SMALL = {"n_users": 120, "n_movies": 300, "n_ratings": 6000, "seed": 3}
+
+
+def generate(spec, out_dir):
+    """synthetic.generate on `spec` completed from the schema, as the rule gets it."""
+    return synthetic.generate(synthetic_spec(spec), out_dir)
 
 
 @pytest.fixture(scope="module")
 def release_100k(tmp_path_factory):
     """synthetic-100k exactly as the registry specifies it (about a second)."""
     out = tmp_path_factory.mktemp("synthetic") / "raw"
-    synthetic.generate(SPEC_100K, out)
+    generate(SPEC_100K, out)
     return out
 
 
@@ -170,9 +177,9 @@ def test_planted_truth_is_recoverable(release_100k, ratings_100k):
 
 def test_deterministic_same_bytes(tmp_path):
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
-    synthetic.generate(SMALL, a)
-    synthetic.generate(dict(SMALL), b)
-    synthetic.generate({**SMALL, "seed": SMALL["seed"] + 1}, c)
+    generate(SMALL, a)
+    generate(dict(SMALL), b)
+    generate({**SMALL, "seed": SMALL["seed"] + 1}, c)
     for name in ("ratings.csv", "movies.csv", "planted_movies.csv", "planted_users.csv"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
     assert (a / "ratings.csv").read_bytes() != (c / "ratings.csv").read_bytes()
@@ -188,7 +195,7 @@ def test_deterministic_same_bytes(tmp_path):
     ],
 )
 def test_exact_counts_at_the_edges(tmp_path, spec):
-    synthetic.generate(spec, tmp_path / "raw")
+    generate(spec, tmp_path / "raw")
     r = pd.read_csv(tmp_path / "raw" / "ratings.csv")
     assert len(r) == spec["n_ratings"]
     assert r.userId.nunique() == spec["n_users"]
@@ -201,21 +208,33 @@ def test_exact_counts_at_the_edges(tmp_path, spec):
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({**SMALL, "n_moviez": 3}, "unknown key"),
-        ({"n_users": 10, "n_movies": 10}, "missing"),
         ({**SMALL, "n_ratings": 100}, "every user and movie needs at least one rating"),
         ({**SMALL, "n_ratings": 20_000}, "half of all"),
-        ({**SMALL, "n_users": 12.5}, "n_users must be an integer"),
-        ({**SMALL, "seed": True}, "seed must be an integer"),
-        ({**SMALL, "noise_sd": -0.1}, "noise_sd must be a number >= 0"),
-        ({**SMALL, "bias_popularity_corr": 1.5}, r"bias_popularity_corr must be in \[0, 1\]"),
         ({**SMALL, "n_classics": 301}, "n_classics=301 exceeds n_movies=300"),
     ],
 )
 def test_bad_spec_is_a_clear_error(tmp_path, spec, message):
+    """Counts that cannot be met together: the library's check (no schema can say it)."""
     with pytest.raises(ValueError, match=message):
-        synthetic.generate(spec, tmp_path / "raw")
+        generate(spec, tmp_path / "raw")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({**SMALL, "n_moviez": 3}, "n_moviez"),
+        ({"n_users": 10, "n_movies": 10}, "'n_ratings' is a required property"),
+        ({**SMALL, "n_users": 12.5}, "12.5 is not of type 'integer'"),
+        ({**SMALL, "seed": True}, "True is not of type 'integer'"),
+        ({**SMALL, "noise_sd": -0.1}, "-0.1 is less than the minimum of 0"),
+        ({**SMALL, "bias_popularity_corr": 1.5}, "1.5 is greater than the maximum of 1"),
+    ],
+)
+def test_the_schema_refuses_a_bad_setting(spec, message):
+    """One setting's type or range is the schema's to check, before any rule runs."""
+    with pytest.raises(WorkflowError, match=message):
+        synthetic_spec(spec)
 
 
 def test_refuses_non_empty_output(tmp_path):
@@ -223,7 +242,7 @@ def test_refuses_non_empty_output(tmp_path):
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     with pytest.raises(ValueError, match="not empty"):
-        synthetic.generate(SMALL, out)
+        generate(SMALL, out)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
@@ -239,18 +258,20 @@ def test_failure_leaves_nothing_behind(tmp_path, monkeypatch):
     real_write = synthetic._write_csv
     monkeypatch.setattr(synthetic, "_write_csv", failing_write)
     with pytest.raises(OSError, match="disk full"):
-        synthetic.generate(SMALL, tmp_path / "raw")
+        generate(SMALL, tmp_path / "raw")
     assert list(tmp_path.iterdir()) == []  # neither raw/ nor its temporary folder
 
 
-def test_schema_documents_every_setting_with_the_library_default():
+def test_schema_documents_every_setting_the_library_types():
     props = SCHEMA["properties"]["datasets"]["additionalProperties"]["properties"]
-    documented = props["synthetic"]["properties"]
-    assert set(documented) == set(synthetic.DEFAULTS)
-    for key, value in synthetic.DEFAULTS.items():
-        assert documented[key]["description"]
-        if value is not None:
-            assert documented[key]["default"] == value, key
+    block = props["synthetic"]
+    documented = block["properties"]
+    assert set(documented) == set(synthetic.INTEGER_KEYS) | set(synthetic.FLOAT_KEYS)
+    for key in synthetic.INTEGER_KEYS:
+        assert documented[key]["type"] == "integer", key
+    for key, entry in documented.items():
+        assert entry["description"], key
+        assert key in block["required"] or "default" in entry, key
 
 
 def test_registry_sizes():
@@ -258,4 +279,4 @@ def test_registry_sizes():
     spec = CONFIG["datasets"]["synthetic-25m"]["synthetic"]
     assert (spec["n_users"], spec["n_movies"], spec["n_ratings"]) == (162_541, 59_047, 25_000_095)
     for name in ("synthetic-100k", "synthetic-1m", "synthetic-25m"):
-        synthetic.resolve_spec(CONFIG["datasets"][name]["synthetic"])
+        synthetic.resolve_spec(synthetic_spec(CONFIG["datasets"][name]["synthetic"]))

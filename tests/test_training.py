@@ -10,7 +10,7 @@ import torch
 import yaml
 from movierec import baselines, checkpoint, models, synthetic, training
 from movierec.training import fast
-from schema_defaults import model_block
+from schema_defaults import model_block, synthetic_spec
 
 REPO = Path(__file__).resolve().parents[1]
 TIMING = ("seconds", "ratings_per_s", "train_seconds")
@@ -412,7 +412,7 @@ def test_compute_baselines_writes_both_rmses(tmp_path):
 def synthetic_100k(tmp_path_factory):
     """synthetic-100k (the registry's spec), indexed and split per the data contract."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
-    spec = config["datasets"]["synthetic-100k"]["synthetic"]
+    spec = synthetic_spec(config["datasets"]["synthetic-100k"]["synthetic"])
     raw = tmp_path_factory.mktemp("synthetic") / "raw"
     synthetic.generate(spec, raw)
     frame = pd.read_csv(raw / "ratings.csv")

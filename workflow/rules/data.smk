@@ -27,7 +27,7 @@ rule download_release:
 
 rule generate_synthetic:
     input:
-        code=library("synthetic.py"),
+        code=library("synthetic.py", "synthetic_pairs.py"),
     output:
         raw=directory("results/{dataset}/raw"),
     log:

@@ -14,7 +14,8 @@ The model behind a rating of user u for movie m::
 with user activity and movie popularity drawn from lognormal weights (heavy
 tails, as in MovieLens), every user and every movie rated at least once, and
 unique (user, movie) pairs, so the indexed counts equal the spec exactly.
-Everything is vectorised numpy; the same spec gives the same bytes.
+Everything is vectorised numpy; the same spec gives the same bytes. How the
+(user, movie) pairs are drawn is in `movierec.synthetic_pairs`.
 """
 
 import json
@@ -28,81 +29,47 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from movierec.synthetic_pairs import sample_pairs
+
 log = logging.getLogger(__name__)
 
-#: Settings with their defaults; `generate` documents each one.
-DEFAULTS = {
-    "n_users": None,
-    "n_movies": None,
-    "n_ratings": None,
-    "n_factors": 2,
-    "seed": 7,
-    "mean_rating": 3.2,
-    "user_bias_sd": 0.3,
-    "movie_bias_sd": 0.55,
-    "factor_sd": 0.7,
-    "factor_decay": 0.75,
-    "noise_sd": 0.2,
-    "user_activity_sigma": 1.0,
-    "movie_popularity_sigma": 1.6,
-    "movie_popularity_floor": 0.3,
-    "min_user_ratings": 5,
-    "bias_popularity_corr": 0.3,
-    "n_classics": 10,
-    "classic_bias": 1.5,
-}
-REQUIRED = ("n_users", "n_movies", "n_ratings")
-INTEGER_KEYS = (*REQUIRED, "n_factors", "seed", "min_user_ratings", "n_classics")
+#: The generator's settings by type; the schema gives each its range and default.
+INTEGER_KEYS = ("n_users", "n_movies", "n_ratings", "n_factors", "seed", "min_user_ratings",
+                "n_classics")  # fmt: skip
+FLOAT_KEYS = (
+    "mean_rating", "user_bias_sd", "movie_bias_sd", "factor_sd", "factor_decay", "noise_sd",
+    "user_activity_sigma", "movie_popularity_sigma", "movie_popularity_floor",
+    "bias_popularity_corr", "classic_bias",
+)  # fmt: skip
 GENRES = (
     "Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary",
     "Drama", "Fantasy", "Film-Noir", "Horror", "IMAX", "Musical", "Mystery", "Romance",
     "Sci-Fi", "Thriller", "War", "Western",
 )  # fmt: skip
 HALF_STARS = tuple(f"{x / 2:.1f}" for x in range(1, 11))  # "0.5" .. "5.0"
-# Users whose quota exceeds this share of all movies are sampled exactly
-# (one key per movie); the rest by drawing with replacement and redrawing repeats.
-HEAVY_USER_SHARE = 0.05
 CSV_CHUNK_ROWS = 1_000_000
 T_START, T_END = 946_684_800, 1_672_531_200  # 2000-01-01 .. 2023-01-01 (UTC)
 
 
 def resolve_spec(spec):
-    """Fill in defaults and check a generator spec.
+    """A complete generator spec as `generate` uses it: typed, and with counts that can be met.
+
+    `spec` is a ``synthetic:`` block as the config schema validated it and
+    filled in its defaults (the schema checks each setting's type and range;
+    the library does not repeat that). What one setting cannot say alone is
+    checked here.
 
     Raises
     ------
     ValueError
-        On a missing or unknown key, a non-integer count, or counts that cannot
-        be met (fewer ratings than users or movies, more than all pairs).
+        On counts that cannot be met (more classics than movies, fewer ratings
+        than users or movies, more than half of all pairs).
     """
-    unknown = sorted(set(spec) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(
-            f"synthetic spec: unknown key(s) {unknown}; expected some of {sorted(DEFAULTS)}"
-        )
-    missing = [key for key in REQUIRED if spec.get(key) is None]
-    if missing:
-        raise ValueError(f"synthetic spec: missing {missing}; got {dict(spec)}")
-    out = {**DEFAULTS, **spec}
+    out = dict(spec)
     for key in INTEGER_KEYS:
-        value = out[key]
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise ValueError(f"synthetic spec: {key} must be an integer, got {value!r}")
-        out[key] = int(value)
-        lowest = 0 if key in ("seed", "n_classics") else 1
-        if out[key] < lowest:
-            raise ValueError(f"synthetic spec: {key} must be >= {lowest}, got {out[key]}")
-    for key in sorted(set(DEFAULTS) - set(INTEGER_KEYS)):
-        value = out[key]
-        lowest = -np.inf if key == "mean_rating" else 0
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= lowest:
-            raise ValueError(f"synthetic spec: {key} must be a number >= {lowest}, got {value!r}")
-        out[key] = float(value)
-    if out["bias_popularity_corr"] > 1:
-        raise ValueError(
-            f"synthetic spec: bias_popularity_corr must be in [0, 1], "
-            f"got {out['bias_popularity_corr']}"
-        )
+        out[key] = int(out[key])
+    for key in FLOAT_KEYS:
+        out[key] = float(out[key])
     if out["n_classics"] > out["n_movies"]:
         raise ValueError(
             f"synthetic spec: n_classics={out['n_classics']} exceeds n_movies={out['n_movies']}"
@@ -121,119 +88,9 @@ def resolve_spec(spec):
     return out
 
 
-def _apportion(total, weights, floor, cap):
-    """Integer counts summing to `total`, each in [floor, cap], about ∝ `weights`.
-
-    Largest-remainder rounding keeps the sum exact; counts above `cap` are cut
-    and the excess spread over the others until none is above it.
-    """
-    counts = np.full(len(weights), floor, dtype=np.int64)
-    free = np.ones(len(weights), dtype=bool)
-    rest = total - counts.sum()
-    while rest > 0:
-        share = np.zeros(len(weights))
-        share[free] = rest * weights[free] / weights[free].sum()
-        add = np.floor(share).astype(np.int64)
-        left = rest - add.sum()
-        if left:
-            frac = np.where(free, share - add, -1.0)
-            add[np.argsort(-frac, kind="stable")[:left]] += 1
-        counts += add
-        over = counts > cap
-        rest = int((counts[over] - cap).sum())
-        counts[over] = cap
-        free &= counts < cap
-    return counts
-
-
 def _movie_ids(rng, n_movies):
     """Increasing movieIds from 1 with gaps, so the index step has work to do."""
     return 1 + np.cumsum(rng.geometric(0.6, n_movies)) - 1
-
-
-def _sample_light(rng, users, quota, cdf, n_movies):
-    """Distinct movies ∝ popularity for users with small quotas.
-
-    Draw with replacement, then redraw the repeats until every (user, movie)
-    key is unique: close to successive sampling without replacement, and
-    cheap because a small quota rarely repeats a movie.
-    Returns the sorted int64 keys user * n_movies + movie.
-    """
-    user = np.repeat(users.astype(np.int64), quota)
-    keys = _sorted_unique(user * n_movies + _draw(rng, cdf, len(user)))
-    lost = len(user) - len(keys)
-    rounds = 0
-    while lost:
-        rounds += 1
-        # Which users lost rows: their quota minus what they kept.
-        kept = np.bincount(keys // n_movies, minlength=users.max() + 1)[users]
-        short = users[kept < quota].astype(np.int64)
-        redo = np.repeat(short, (quota - kept)[kept < quota])
-        new = _sorted_unique(redo * n_movies + _draw(rng, cdf, len(redo)))
-        pos = np.searchsorted(keys, new)
-        taken = (pos < len(keys)) & (keys[np.minimum(pos, len(keys) - 1)] == new)
-        new = new[~taken]
-        # Concatenated sorted runs: the stable sort (timsort) merges in linear time.
-        keys = np.sort(np.concatenate([keys, new]), kind="stable")
-        lost -= len(new)
-    log.info("light users: %d ratings after %d redraw rounds", len(keys), rounds)
-    return keys
-
-
-def _sorted_unique(a):
-    """np.unique by sorting (numpy 2.4's hash-based unique is ~5x slower here)."""
-    a = np.sort(a)
-    keep = np.ones(len(a), dtype=bool)
-    keep[1:] = a[1:] != a[:-1]
-    return a[keep]
-
-
-def _draw(rng, cdf, n):
-    return np.minimum(np.searchsorted(cdf, rng.random(n) * cdf[-1], side="right"), len(cdf) - 1)
-
-
-def _sample_heavy(rng, users, quota, weights, n_movies):
-    """Distinct movies ∝ popularity, exactly (Efraimidis-Spirakis keys).
-
-    One random score per (user, movie); the `quota` smallest scores are the
-    user's movies. Costs n_movies per heavy user, which is bounded by a constant
-    times n_ratings because heavy users have quota > HEAVY_USER_SHARE * n_movies.
-    """
-    out = []
-    chunk = max(1, 4_000_000 // n_movies)
-    log_w = np.log(weights)
-    for start in range(0, len(users), chunk):
-        u, q = users[start : start + chunk], quota[start : start + chunk]
-        score = np.log(-np.log(rng.random((len(u), n_movies)))) - log_w  # smallest wins
-        order = np.argsort(score, axis=1, kind="stable")
-        movie = order[np.arange(n_movies) < q[:, None]]
-        out.append(np.repeat(u.astype(np.int64), q) * n_movies + movie)
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
-
-
-def _cover_movies(rng, user, movie, n_movies):
-    """Give every unrated movie one rating, keeping every count exact.
-
-    Each unrated movie takes over a random rating row whose movie has a rating
-    to spare (at least two). The user keeps its count, and no pair repeats
-    because the new movie had no ratings at all.
-    """
-    counts = np.bincount(movie, minlength=n_movies)
-    unrated = np.flatnonzero(counts == 0)
-    if len(unrated) == 0:
-        return movie
-    order = rng.permutation(len(movie))
-    # Occurrence number of each row within its movie, in `order`'s order.
-    m = movie[order]
-    by_movie = np.argsort(m, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    occurrence = np.empty(len(m), dtype=np.int64)
-    occurrence[by_movie] = np.arange(len(m)) - starts[m[by_movie]]
-    spare = order[occurrence < counts[m] - 1][: len(unrated)]
-    movie = movie.copy()
-    movie[spare] = unrated
-    log.info("moved %d ratings onto movies that had none", len(unrated))
-    return movie
 
 
 def plant(spec, rng):
@@ -266,30 +123,6 @@ def plant(spec, rng):
         "user_factors": user_factors,
         "movie_factors": movie_factors,
     }
-
-
-def sample_pairs(spec, truth, rng):
-    """Unique (user, movie) index pairs with exact counts, sorted by user then movie."""
-    n_users, n_movies, n_ratings = spec["n_users"], spec["n_movies"], spec["n_ratings"]
-    floor = max(1, min(spec["min_user_ratings"], n_ratings // n_users))
-    # No user rates more than half of all movies (validation guarantees room).
-    quota = _apportion(n_ratings, truth["activity"], floor, (n_movies + 1) // 2)
-    weights = truth["popularity"]
-    heavy = quota > HEAVY_USER_SHARE * n_movies
-    users = np.arange(n_users)
-    keys = np.concatenate(
-        [
-            _sample_light(rng, users[~heavy], quota[~heavy], np.cumsum(weights), n_movies)
-            if (~heavy).any()
-            else np.zeros(0, dtype=np.int64),
-            _sample_heavy(rng, users[heavy], quota[heavy], weights, n_movies),
-        ]
-    )
-    log.info("sampled %d pairs (%d heavy users sampled exactly)", len(keys), heavy.sum())
-    user = (keys // n_movies).astype(np.int32)
-    movie = _cover_movies(rng, user, (keys % n_movies).astype(np.int32), n_movies)
-    keys = np.sort(user.astype(np.int64) * n_movies + movie)
-    return (keys // n_movies).astype(np.int32), (keys % n_movies).astype(np.int32)
 
 
 def rate(spec, truth, user, movie, rng, chunk=CSV_CHUNK_ROWS):
@@ -349,8 +182,9 @@ def generate(spec, out_dir):
     Parameters
     ----------
     spec : dict
-        Generator settings. Required: ``n_users``, ``n_movies``, ``n_ratings``
-        (exact counts after indexing). Optional (defaults in `DEFAULTS`):
+        Generator settings, complete as the schema fills them in: ``n_users``,
+        ``n_movies``, ``n_ratings`` (exact counts after indexing), and (defaults
+        in the schema)
         ``n_factors`` (planted rank), ``seed``, ``mean_rating``, ``user_bias_sd``,
         ``movie_bias_sd``, ``factor_sd`` (sd of the first movie factor; user
         factors are standard normal), ``factor_decay`` (each further factor's sd
