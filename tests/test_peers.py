@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from movierec import peers
+from movierec import peer_libraries, peers
 from movierec.evaluation import read_predictions
 
 # myFM 0.4.0 imports pkg_resources, which warns about its own deprecation.
@@ -287,7 +287,7 @@ def test_implicit_features_are_exactly_the_training_pairs(parts):
     train = parts["train"]
     n_users = max(int(f["user"].max()) for f in parts.values()) + 1
     n_movies = max(int(f["movie"].max()) for f in parts.values()) + 1
-    user_block, movie_block, layout = peers.implicit_blocks(
+    user_block, movie_block, layout = peer_libraries.implicit_blocks(
         train["user"].to_numpy(), train["movie"].to_numpy(), n_users, n_movies
     )
     n_train_users, n_train_movies = layout["n_train_users"], layout["n_train_movies"]

@@ -13,7 +13,14 @@ rule fit_peer:
         test=rules.split_ratings.output.test,
         users=rules.index_ratings.output.users,
         movies=rules.index_ratings.output.movies,
-        code=library("peers.py", "peer_lists.py", "recommend.py", "evaluation.py"),
+        code=library(
+            "peers.py",
+            "peer_libraries.py",
+            "peer_lists.py",
+            "recommend.py",
+            "evaluation.py",
+            "atomic.py",
+        ),
     output:
         metrics="results/{dataset}/{split}/peers/{peer}/metrics.json",
         predictions="results/{dataset}/{split}/peers/{peer}/test_predictions.parquet",
