@@ -120,13 +120,13 @@ class AutogradStep:
         jobs = [(*part, batch) for part in zip(*splits, strict=True)]
         results = self.pool.run(self._part, jobs)
         with torch.no_grad():
-            indices = {table: [] for table in self.tables}
-            for uses, _, _ in results:  # in part order
-                for table, index, rows in uses:
-                    self.row_opts[table].accumulate(index, rows)
-                    indices[table].append(index)
-            for table, index in indices.items():
-                self.row_opts[table].step(torch.cat(index), lr, batch)
+            uses = {table: ([], []) for table in self.tables}
+            for part_uses, _, _ in results:  # in part order
+                for table, index, rows in part_uses:
+                    uses[table][0].append(index)
+                    uses[table][1].append(rows)
+            for table, (index, rows) in uses.items():
+                self.row_opts[table].step(torch.cat(index), torch.cat(rows), lr, batch)
             if self.dense_opt is not None:
                 for i, param in enumerate(self.dense):
                     param.grad = results[0][1][i].clone()

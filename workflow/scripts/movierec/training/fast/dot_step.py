@@ -71,7 +71,7 @@ class DotStep:
 
     @torch.no_grad()
     def _chunks(self, worker, job):
-        user, movie, rating, starts, batch, head = job
+        user, movie, rating, user_pos, movie_pos, starts, batch, head = job
         sse = torch.zeros((), device=rating.device)
         for start in starts:
             stop = min(start + self.chunk, user.shape[0])
@@ -93,14 +93,18 @@ class DotStep:
                 self.linear_bias_grads[worker].add_(lin_grad.sum())
                 movie_grad = ue.mul_(grad).addr_(lin_grad, w_movie)
                 user_grad = me.mul_(grad).addr_(lin_grad, w_user)
-            self.user_opt.accumulate(u, user_grad, worker)
-            self.movie_opt.accumulate(m, movie_grad, worker)
+            self.user_opt.accumulate(user_pos[start:stop], user_grad, worker)
+            self.movie_opt.accumulate(movie_pos[start:stop], movie_grad, worker)
         return sse
 
     @torch.no_grad()
+    def _begin(self, worker, job):
+        return [opt.begin_batch(index) for opt, index in job]
+
+    @torch.no_grad()
     def _update(self, worker, job):
-        for opt, rows, uses, lr, batch in job:
-            opt.update(rows, uses, lr, batch)
+        for opt, (start, stop), lr, batch in job:
+            opt.update(lr, batch, start, stop)
 
     def _head(self):
         """The linear head's weights padded to the packed widths (w_u, w_m, c)."""
@@ -119,8 +123,12 @@ class DotStep:
         batch = rating.shape[0]
         starts = list(range(0, batch, self.chunk))
         head = self._head()
+        tables = [(self.user_opt, user), (self.movie_opt, movie)]
+        begun = self.pool.run(self._begin, [tables[w :: self.workers] for w in range(self.workers)])
+        n = self.workers  # table i went to worker i % n, as its (i // n)-th
+        user_pos, movie_pos = (begun[i % n][i // n] for i in range(len(tables)))
         jobs = [
-            (user, movie, rating, starts[w :: self.workers], batch, head)
+            (user, movie, rating, user_pos, movie_pos, starts[w :: self.workers], batch, head)
             for w in range(self.workers)
         ]
         sse = None
@@ -128,14 +136,12 @@ class DotStep:
             sse = part if sse is None else sse + part
         return sse
 
-    def apply(self, user, movie, lr):
-        """Update the rows of the accumulated batch (`user`, `movie`: its indices)."""
-        batch = user.shape[0]
+    def apply(self, batch, lr):
+        """Update the rows of the accumulated batch (of `batch` ratings)."""
         jobs = [[] for _ in range(self.workers)]
-        for opt, index in ((self.user_opt, user), (self.movie_opt, movie)):
-            rows, uses = opt.begin_step(index)
-            for w, part in enumerate(rows.tensor_split(self.workers)):
-                jobs[w].append((opt, part, uses, lr, batch))
+        for opt in (self.user_opt, self.movie_opt):
+            for w, part in enumerate(opt.parts(self.workers)):
+                jobs[w].append((opt, part, lr, batch))
         self.pool.run(self._update, jobs)
         if self.linear is not None:
             f = self.n_factors
@@ -159,7 +165,7 @@ class DotStep:
     def train_batch(self, user, movie, rating, lr):
         """One optimizer step on a batch; returns the batch's summed squared error."""
         sse = self.accumulate(user, movie, rating)
-        self.apply(user, movie, lr)
+        self.apply(rating.shape[0], lr)
         return sse
 
     @torch.no_grad()

@@ -13,12 +13,20 @@ ADAM_EPS = 1e-8
 class RowAdam:
     """Lazy Adam over the rows of one embedding table that a batch touched.
 
-    Per-use gradient rows are summed into dense accumulators (`accumulate`,
-    any number of times per batch; one accumulator per worker thread, summed
-    in a fixed order, so results do not depend on thread timing); `step`
-    then updates only the touched rows' moments and values, with Adam's bias
-    correction by the table's step count (as `torch.optim.SparseAdam`), and
-    adds the per-use L2 gradient ``2 * weight_decay * uses * row / batch_size``.
+    A step starts with `begin_batch(index)` (every use of a row in the batch):
+    the batch's distinct rows, sorted, get compact gradient accumulators, one
+    per worker thread, and each use its position among them. Per-use
+    gradient rows are summed into those (`accumulate`, any number of times;
+    accumulators are added in a fixed order, so results do not depend on
+    thread timing). `update` then changes only those rows' moments and
+    values, with Adam's bias correction by the table's step count (as
+    `torch.optim.SparseAdam`), adding the per-use L2 gradient
+    ``2 * weight_decay * uses * row / batch_size``.
+
+    Why compact: on tables of 100k+ rows the step is bound by memory
+    traffic. Accumulators as large as the table cost two full-table passes
+    per accumulator (gather the batch's rows, then zero them); compact ones
+    stay in cache and are read as contiguous slices.
 
     Parameters
     ----------
@@ -48,52 +56,65 @@ class RowAdam:
         self.eps = eps
         self.exp_avg = torch.zeros_like(table)
         self.exp_avg_sq = torch.zeros_like(table)
-        self.grads = [torch.zeros_like(table) for _ in range(accumulators)]
+        self.n_accumulators = int(accumulators)
+        self.rows = self.uses = None
+        self.grads = []
+        self._buffers = []
         self.steps = 0
         private.fused_adam_kernel(table.device.type)  # self-check once, here, not in a worker
 
-    def accumulate(self, index, grad, acc=0):
-        """Add per-use gradient rows ``grad[i]`` to row ``index[i]`` (in accumulator `acc`)."""
-        self.grads[acc].index_add_(0, index, grad)
+    def begin_batch(self, index):
+        """Start a step on the rows `index` uses (every use); returns each use's position.
 
-    def begin_step(self, index):
-        """Rows the batch used (`index`: every use) and their use counts.
-
-        Also counts the step, for Adam's bias correction.
+        Sets ``rows`` (the distinct rows, sorted), ``uses`` (their use counts)
+        and fresh accumulators; counts the step, for Adam's bias correction.
         """
-        uses = torch.bincount(index, minlength=self.table.shape[0]).to(self.table.dtype)
-        rows = (uses > 0).nonzero().squeeze(1)
+        self.rows, positions, counts = torch.unique(
+            index, sorted=True, return_inverse=True, return_counts=True
+        )
+        self.uses = counts.to(self.table.dtype)
+        n = self.rows.shape[0]
+        if not self._buffers or self._buffers[0].shape[0] < n:  # grows to the largest batch
+            shape = (n, self.table.shape[1])
+            self._buffers = [self.table.new_empty(shape) for _ in range(self.n_accumulators)]
+        self.grads = [buffer[:n].zero_() for buffer in self._buffers]
         self.steps += 1
-        return rows, uses
+        return positions
+
+    def accumulate(self, positions, grad, acc=0):
+        """Add per-use gradient rows ``grad[i]`` at ``positions[i]`` (from `begin_batch`)."""
+        self.grads[acc].index_add_(0, positions, grad)
+
+    def parts(self, n):
+        """`n` contiguous (start, stop) ranges of the batch's rows, for parallel `update`s."""
+        bounds = torch.linspace(0, self.rows.shape[0], n + 1).round().long().tolist()
+        return list(zip(bounds[:-1], bounds[1:], strict=True))
 
     @torch.no_grad()
-    def gradient(self, rows, uses, batch_size, weights=None):
-        """The full gradient of `rows`: summed accumulators plus the per-use L2.
+    def gradient(self, start, stop, weights, batch_size):
+        """The full gradient of the batch's rows ``start:stop``: accumulators plus per-use L2.
 
-        Resets the accumulators of those rows; frozen columns get 0.
-        `weights` (the rows' current values) saves a gather if already at hand.
+        `weights` are those rows' current values; frozen columns get 0.
         """
-        grad = self.grads[0].index_select(0, rows)
-        self.grads[0].index_fill_(0, rows, 0.0)
+        grad = self.grads[0][start:stop].clone()
         for extra in self.grads[1:]:
-            grad += extra.index_select(0, rows)
-            extra.index_fill_(0, rows, 0.0)
+            grad += extra[start:stop]
         if self.weight_decay:
-            counts = uses.index_select(0, rows).unsqueeze(1)
-            if weights is None:
-                weights = self.table.index_select(0, rows)
+            counts = self.uses[start:stop].unsqueeze(1)
             grad.addcmul_(weights, counts, value=2.0 * self.weight_decay / batch_size)
         if self.frozen:
             grad[:, self.frozen] = 0.0
         return grad
 
     @torch.no_grad()
-    def update(self, rows, uses, lr, batch_size):
-        """Update `rows` (a subset of `begin_step`'s; disjoint subsets may run in parallel)."""
+    def update(self, lr, batch_size, start=0, stop=None):
+        """Update the batch's rows ``start:stop`` (disjoint ranges may run in parallel)."""
+        rows = self.rows[start:stop]
         if rows.numel() == 0:
             return
+        stop = start + rows.shape[0]
         weights = self.table.index_select(0, rows)
-        grad = self.gradient(rows, uses, batch_size, weights)
+        grad = self.gradient(start, stop, weights, batch_size)
         exp_avg = self.exp_avg.index_select(0, rows)
         exp_avg_sq = self.exp_avg_sq.index_select(0, rows)
         # torch.optim.SparseAdam adds eps before Adam's bias correction of the
@@ -106,7 +127,7 @@ class RowAdam:
         self.exp_avg_sq.index_copy_(0, rows, exp_avg_sq)
         self.table.index_copy_(0, rows, weights)
 
-    def step(self, index, lr, batch_size):
-        """Update the rows the batch used (`index`: every use) and reset the accumulators."""
-        rows, uses = self.begin_step(index)
-        self.update(rows, uses, lr, batch_size)
+    def step(self, index, grad, lr, batch_size):
+        """One whole step: the per-use gradient rows `grad` of uses `index`, then the update."""
+        self.accumulate(self.begin_batch(index), grad)
+        self.update(lr, batch_size)
