@@ -17,8 +17,9 @@ import pandas as pd
 import pytest
 from movierec import vectors
 from movierec.reports import bias as bias_mod
+from movierec.reports import canvas, movie_plots, plots, summary
+from movierec.reports import labels as labels_mod
 from movierec.reports import pca as pca_mod
-from movierec.reports import plots, summary
 from movierec.reports.inputs import read_benchmark, read_metrics, read_movies
 from movierec.reports.tables import markdown_table
 
@@ -241,12 +242,14 @@ def test_pca_movie_embeddings_writes_all_outputs(fake_checkpoints, movies_file, 
 def test_place_labels_leaves_no_overlap_in_a_crowd():
     rng = np.random.default_rng(5)
     x, y = rng.normal(size=50), rng.normal(size=50)
-    fig = plots.new_figure(12, 9.5)
+    fig = canvas.new_figure(12, 9.5)
     ax = fig.add_subplot()
     ax.scatter(x, y)
-    plots._pad_limits(ax, x, y, 0.18)
-    labels = [plots.display_title(f"Some Rather Long Movie Title {i} (1999)") for i in range(50)]
-    planned = plots.place_labels(ax, x, y, labels)
+    movie_plots._pad_limits(ax, x, y, 0.18)
+    labels = [
+        labels_mod.display_title(f"Some Rather Long Movie Title {i} (1999)") for i in range(50)
+    ]
+    planned = labels_mod.place_labels(ax, x, y, labels)
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     # Text.get_window_extent: the label's own box (an Annotation's adds its leader line).
@@ -272,10 +275,10 @@ def test_place_labels_leaves_no_overlap_in_a_crowd():
 
 
 def test_display_title_moves_articles_and_cuts():
-    assert plots.display_title("Shawshank Redemption, The (1994)") == (
+    assert labels_mod.display_title("Shawshank Redemption, The (1994)") == (
         "The Shawshank Redemption (1994)"
     )
-    assert plots.display_title("x" * 50, 10) == "x" * 9 + "…"
+    assert labels_mod.display_title("x" * 50, 10) == "x" * 9 + "…"
 
 
 def fake_metrics(phases, seed, base=0.9, test_rmse=None):
@@ -361,7 +364,7 @@ def test_learning_curves_mark_phase_boundaries_and_baselines(tmp_path):
     assert {0.88, 1.04} <= horizontals
     assert not {0.89, 1.05} & horizontals, "validation, not test, RMSEs of the baselines"
     assert any(min(line.get_xdata()) <= 0 for line in dot_ax.lines), "pretrain drawn at <= 0"
-    plots.save_figure(fig, tmp_path / "lc.png", tmp_path / "lc.svg")
+    canvas.save_figure(fig, tmp_path / "lc.png", tmp_path / "lc.svg")
     assert_real_png(tmp_path / "lc.png")
     assert_svg(tmp_path / "lc.svg")
 
@@ -399,27 +402,28 @@ def test_model_comparison_and_bias_vs_mean_figures(tmp_path):
     }
     assert {0.89, 1.05} <= lines_x, "the baselines' test RMSEs"
     assert not {0.88, 1.04} & lines_x
-    plots.save_figure(fig, tmp_path / "c.png", tmp_path / "c.svg")
+    canvas.save_figure(fig, tmp_path / "c.png", tmp_path / "c.svg")
     assert_real_png(tmp_path / "c.png")
 
     movies = make_movies(400)
     ranked = bias_mod.rank_movies(movies, np.random.default_rng(0).normal(size=400))
-    fig = plots.bias_vs_mean_figure(ranked, 5, 50, "dot on toy")
+    fig = movie_plots.bias_vs_mean_figure(ranked, 5, 50, "dot on toy")
     labelled = {t.get_text() for t in fig.axes[0].texts}
     popular = ranked[ranked["n_ratings"] >= 50]
     expected = {
-        plots.display_title(t, 36) for t in pd.concat([popular.head(5), popular.tail(5)])["title"]
+        labels_mod.display_title(t, 36)
+        for t in pd.concat([popular.head(5), popular.tail(5)])["title"]
     }
     assert labelled == expected
-    plots.save_figure(fig, tmp_path / "b.png", tmp_path / "b.svg")
+    canvas.save_figure(fig, tmp_path / "b.png", tmp_path / "b.svg")
     assert_real_png(tmp_path / "b.png")
 
 
 def test_spearman_matches_definition():
     a = [1, 2, 3, 4, 5]
-    assert plots.spearman(a, [5, 6, 7, 8, 70]) == pytest.approx(1.0)
-    assert plots.spearman(a, [5, 4, 3, 2, 1]) == pytest.approx(-1.0)
-    assert plots.spearman([1, 2], [2, 1]) is None
+    assert movie_plots.spearman(a, [5, 6, 7, 8, 70]) == pytest.approx(1.0)
+    assert movie_plots.spearman(a, [5, 4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert movie_plots.spearman([1, 2], [2, 1]) is None
 
 
 # --- summary --------------------------------------------------------------------
@@ -623,6 +627,6 @@ def test_figures_are_byte_for_byte_reproducible(tmp_path):
     metrics = {"dot": [fake_metrics([(1e-2, 4)], 1), fake_metrics([(1e-2, 4)], 2)]}
     for run in ("a", "b"):
         fig = plots.comparison_figure(metrics, BASELINES, "toy")
-        plots.save_figure(fig, tmp_path / f"{run}.png", tmp_path / f"{run}.svg")
+        canvas.save_figure(fig, tmp_path / f"{run}.png", tmp_path / f"{run}.svg")
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
     assert (tmp_path / "a.svg").read_bytes() == (tmp_path / "b.svg").read_bytes()

@@ -62,7 +62,7 @@ rule score_recommendations:
         code=library(
             "ranking.py",
             "reports/ranking.py",
-            "reports/plots.py",
+            "reports/canvas.py",
             "reports/inputs.py",
             "reports/tables.py",
         ),

@@ -55,7 +55,9 @@ rule pca_movie_embeddings:
         movies=rules.index_ratings.output.movies,
         code=library(
             "reports/pca.py",
-            "reports/plots.py",
+            "reports/movie_plots.py",
+            "reports/labels.py",
+            "reports/canvas.py",
             "reports/bias.py",
             "reports/inputs.py",
             "reports/tables.py",
@@ -106,7 +108,9 @@ rule plot_bias_vs_mean:
         vectors=f"{REPORT_MODEL}/movie_vectors.parquet",
         movies=rules.index_ratings.output.movies,
         code=library(
-            "reports/plots.py",
+            "reports/movie_plots.py",
+            "reports/labels.py",
+            "reports/canvas.py",
             "reports/bias.py",
             "reports/inputs.py",
             "vectors.py",
@@ -140,7 +144,7 @@ rule plot_learning_curves:
         metrics=metrics_inputs,
         pretrain=pretrain_inputs,
         baselines=rules.compute_baselines.output.baselines,
-        code=library("reports/plots.py", "reports/inputs.py"),
+        code=library("reports/plots.py", "reports/canvas.py", "reports/inputs.py"),
     output:
         png=report(
             f"{SPLIT_REPORT}/learning_curves.png",
@@ -167,7 +171,7 @@ rule plot_model_comparison:
         metrics=all_metrics_inputs,
         peers=peer_metrics_inputs,
         baselines=rules.compute_baselines.output.baselines,
-        code=library("reports/plots.py", "reports/inputs.py"),
+        code=library("reports/plots.py", "reports/canvas.py", "reports/inputs.py"),
     output:
         png=report(
             f"{SPLIT_REPORT}/model_comparison.png",

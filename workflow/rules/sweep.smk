@@ -71,7 +71,7 @@ rule report_sweep:
     input:
         trials=rules.score_sweep.output.trials,
         best=rules.score_sweep.output.best,
-        code=library("reports/sweep.py", "reports/plots.py", "reports/tables.py"),
+        code=library("reports/sweep.py", "reports/canvas.py", "reports/tables.py"),
     output:
         md=report(
             "results/{dataset}/{split}/sweeps/{sweep}/sweep.md",

@@ -1,7 +1,7 @@
 """Rule plot_bias_vs_mean: a model's learned movie bias against the mean rating."""
 
 import movierec.runlog
-from movierec.reports.plots import plot_bias_vs_mean
+from movierec.reports.movie_plots import plot_bias_vs_mean
 
 log = movierec.runlog.setup(snakemake.log[0])
 plot_bias_vs_mean(

@@ -20,8 +20,9 @@ import pandas as pd
 
 from movierec.atomic import atomic_path, write_text
 from movierec.reports.bias import most_rated
+from movierec.reports.canvas import save_figure
 from movierec.reports.inputs import check_rows, movie_parameters, read_movies
-from movierec.reports.plots import pca_scatter_figure, save_figure
+from movierec.reports.movie_plots import pca_scatter_figure
 from movierec.reports.tables import markdown_table, shorten
 
 log = logging.getLogger(__name__)

@@ -206,7 +206,7 @@ def ranking_markdown(table, ks, threshold, n_list, evaluated, dataset, split):
 
 def ndcg_figure(curves, kinds, dataset):
     """NDCG@k against k, one line per list (baselines dashed)."""
-    from movierec.reports.plots import new_figure
+    from movierec.reports.canvas import new_figure
 
     fig = new_figure(7.5, 4.5)
     ax = fig.add_subplot()
@@ -234,7 +234,7 @@ def score_recommendations(*, lists, train_path, test_path, movies_path, csv_path
     kinds, objectives : dict
         Name -> "model" / "baseline", and what it was trained on (shown in the table).
     """
-    from movierec.reports.plots import save_figure
+    from movierec.reports.canvas import save_figure
 
     ks = [int(k) for k in ks]
     movies = read_movies(movies_path)

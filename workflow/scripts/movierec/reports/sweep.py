@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from movierec import atomic
+from movierec.reports.canvas import new_figure, save_figure
 from movierec.reports.inputs import read_json
-from movierec.reports.plots import new_figure, save_figure
 from movierec.reports.tables import markdown_table
 from movierec.sweeps import cell
 
