@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from movierec import vectors
 from movierec.reports import bias as bias_mod
-from movierec.reports import canvas, movie_plots, plots, summary
+from movierec.reports import canvas, movie_plots, plots, summary, summary_table
 from movierec.reports import labels as labels_mod
 from movierec.reports import pca as pca_mod
 from movierec.reports.inputs import read_benchmark, read_metrics, read_movies
@@ -527,7 +527,7 @@ def test_summarize_models_writes_table_links_and_timings(tmp_path):
         figures={"Learning curves": reports / "learning_curves.png"},
     )
     table = pd.read_csv(out_csv)
-    assert list(table.columns) == summary.CSV_COLUMNS
+    assert list(table.columns) == summary_table.CSV_COLUMNS
     assert table["model"].tolist() == ["mlp", "dot", "global mean", "bias only"]
     assert table["kind"].tolist() == ["model", "model", "baseline", "baseline"]
     dots = [json.loads(p.read_text()) for p in run["inputs"]["metrics_paths"]["dot"]]

@@ -198,6 +198,8 @@ rule summarize_models:
         unpack(summary_inputs),
         code=library(
             "reports/summary.py",
+            "reports/summary_table.py",
+            "reports/summary_sections.py",
             "reports/inputs.py",
             "reports/tables.py",
             "evaluation.py",
@@ -243,6 +245,8 @@ rule summarize_folds:
         unpack(fold_inputs),
         code=library(
             "reports/summary.py",
+            "reports/summary_table.py",
+            "reports/summary_sections.py",
             "reports/inputs.py",
             "reports/tables.py",
             "evaluation.py",

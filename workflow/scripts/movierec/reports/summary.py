@@ -11,10 +11,13 @@ training rating is later than the cutoff) says what kind of test it was.
 The summary links to the per-model reports without reading them, which is why
 the workflow lists those reports as `ancient()` inputs: they must exist, but
 re-rendering one (say, after a threshold change) does not redo the summary.
+
+The numbers of models.csv are computed in `movierec.reports.summary_table`,
+the Markdown sections in `movierec.reports.summary_sections`; this module
+reads a run's files, puts the sections in order and writes both outputs.
 """
 
 import logging
-import math
 import os
 from pathlib import Path
 
@@ -23,301 +26,21 @@ import pandas as pd
 
 from movierec import evaluation
 from movierec.atomic import atomic_path, write_text
-from movierec.reports.inputs import (
-    ratings_per_second,
-    read_benchmark,
-    read_json,
-    read_metrics,
-    training_seconds,
+from movierec.reports.inputs import read_json, read_metrics
+from movierec.reports.summary_sections import audit_markdown, ranking_section, results_markdown
+from movierec.reports.summary_table import (
+    BASELINE_LABELS,
+    benchmark_table,
+    models_table,
+    squared_errors,
 )
 from movierec.reports.tables import markdown_table
 
 log = logging.getLogger(__name__)
 
-CSV_COLUMNS = [
-    "model",
-    "kind",
-    "runs",
-    "test_rmse",
-    "test_rmse_sd",
-    "test_mae",
-    "test_mae_sd",
-    "val_rmse",
-    "val_rmse_sd",
-    "best_epoch",
-    "test_rmse_unseen_user",
-    "test_rmse_unseen_movie",
-    "diff_vs_best",
-    "diff_vs_best_low",
-    "diff_vs_best_high",
-    "diff_vs_bias_only",
-    "diff_vs_bias_only_low",
-    "diff_vs_bias_only_high",
-    "n_params",
-    "train_seconds",
-    "ratings_per_s",
-    "device",
-]
-BASELINE_LABELS = {"global_mean": "global mean", "bias_only": "bias only"}
-
-
-def _mean_sd(values):
-    values = np.asarray([v for v in values if v is not None], dtype=np.float64)
-    if values.size == 0:
-        return math.nan, math.nan
-    return float(values.mean()), float(values.std(ddof=1)) if values.size > 1 else math.nan
-
-
-def _cold(runs, key):
-    return _mean_sd([(r.get("cold") or {}).get(key, {}).get("rmse") for r in runs])[0]
-
-
-def _row(name, kind, runs):
-    """One models.csv row from a model's (or baseline's) runs: replicates x folds."""
-    test, test_sd = _mean_sd([r["test_rmse"] for r in runs])
-    mae, mae_sd = _mean_sd([r["test_mae"] for r in runs])
-    val, val_sd = _mean_sd([r["val_rmse"] for r in runs])
-    row = {
-        "model": name,
-        "kind": kind,
-        "runs": len(runs),
-        "test_rmse": test,
-        "test_rmse_sd": test_sd,
-        "test_mae": mae,
-        "test_mae_sd": mae_sd,
-        "val_rmse": val,
-        "val_rmse_sd": val_sd,
-        "test_rmse_unseen_user": _cold(runs, "unseen_user"),
-        "test_rmse_unseen_movie": _cold(runs, "unseen_movie"),
-    }
-    if kind == "model":
-        epochs = sorted(int(r["best_epoch"]) for r in runs)
-        row.update(
-            best_epoch="/".join(str(e) for e in epochs),
-            n_params=int(runs[0]["n_params"]),
-            train_seconds=float(np.mean([training_seconds(r) for r in runs])),
-            ratings_per_s=ratings_per_second(runs[0]),
-            device=runs[0].get("device"),
-        )
-    if kind == "peer":
-        row.update(
-            train_seconds=float(np.mean([r["fit_seconds"] for r in runs])),
-            device=f"{runs[0]['library']} {runs[0]['library_version']}",
-        )
-    return row
-
-
-def squared_errors(predictions, rating):
-    """Per-row squared error averaged over a model's runs (each an aligned prediction array)."""
-    return np.mean([(np.asarray(p) - rating) ** 2 for p in predictions], axis=0)
-
-
-def models_table(runs, baselines, sq_errors, peers=None):
-    """models.csv: one row per model, peer and baseline, with paired differences.
-
-    Parameters
-    ----------
-    runs : dict
-        Model name -> list of metrics.json contents (replicates, folds).
-    baselines : dict
-        Baseline name -> list of its baselines.json entries (one per fold).
-    sq_errors : dict
-        Model, peer or baseline name -> per-row squared test error on the same
-        rows (averaged over replicates), for the paired comparisons.
-    peers : dict, optional
-        Peer name -> list of its metrics.json contents (one per fold): the
-        reference libraries fitted on the same split (kind "peer").
-    """
-    peers = peers or {}
-    rows = [_row(m, "model", r) for m, r in runs.items()]
-    rows += [_row(p, "peer", r) for p, r in peers.items()]
-    rows += [_row(BASELINE_LABELS.get(b, b), "baseline", r) for b, r in baselines.items()]
-    table = pd.DataFrame(rows, columns=CSV_COLUMNS)
-    keys = list(runs) + list(peers) + list(baselines)
-    models_only = table[table["kind"] == "model"]
-    best = keys[int(models_only["test_rmse"].idxmin())] if len(models_only) else None
-    for i, key in enumerate(keys):
-        for ref, column in ((best, "diff_vs_best"), ("bias_only", "diff_vs_bias_only")):
-            if ref is None or ref not in sq_errors or ref == key:
-                continue
-            cmp = evaluation.bootstrap_rmse_difference(sq_errors[key], sq_errors[ref])
-            table.loc[i, [column, f"{column}_low", f"{column}_high"]] = (
-                cmp["diff"],
-                cmp["low"],
-                cmp["high"],
-            )
-    return table.astype({"n_params": "Int64", "runs": "Int64"}), best
-
-
-def benchmark_table(benchmarks):
-    """Time and peak memory per rule, from Snakemake benchmark files ({label: path})."""
-    rows = []
-    for label, path in benchmarks.items():
-        rule, _, target = label.partition(" ")
-        bench = read_benchmark(path)
-        rows.append(
-            {
-                "rule": rule,
-                "target": target or "-",
-                "seconds": bench["seconds"],
-                "peak RSS (MiB)": bench["max_rss_mb"],
-            }
-        )
-    return pd.DataFrame(rows, columns=["rule", "target", "seconds", "peak RSS (MiB)"])
-
-
-def _rate(value):
-    """Ratings per second for a reader: 2.41M, 65.3k, or a dash when not measured."""
-    if value is None or pd.isna(value):
-        return "-"
-    return f"{value / 1e6:.2f}M" if value >= 1e6 else f"{value / 1e3:.1f}k"
-
-
-def _pm(mean, sd):
-    if pd.isna(mean):
-        return "-"
-    return f"{mean:.4f}" if pd.isna(sd) else f"{mean:.4f} ± {sd:.4f}"
-
-
-def _pm_column(table, column):
-    return [_pm(m, s) for m, s in zip(table[column], table[f"{column}_sd"], strict=True)]
-
-
-def _interval(row, column):
-    if pd.isna(row[column]):
-        return "-"
-    return f"{row[column]:+.4f} [{row[f'{column}_low']:+.4f}, {row[f'{column}_high']:+.4f}]"
-
 
 def _link(path, base):
     return os.path.relpath(path, base).replace(os.sep, "/")
-
-
-def results_markdown(table, best, what):
-    """The lead sentence and the models table of a summary."""
-    shown = pd.DataFrame(
-        {
-            "model": table["model"],
-            "kind": table["kind"],
-            "test RMSE": _pm_column(table, "test_rmse"),
-            "test MAE": _pm_column(table, "test_mae"),
-            "val RMSE": _pm_column(table, "val_rmse"),
-            "vs best (95% CI)": [_interval(r, "diff_vs_best") for _, r in table.iterrows()],
-            "vs bias-only (95% CI)": [
-                _interval(r, "diff_vs_bias_only") for _, r in table.iterrows()
-            ],
-            "unseen-user RMSE": table["test_rmse_unseen_user"],
-            "unseen-movie RMSE": table["test_rmse_unseen_movie"],
-            "kept epoch": table["best_epoch"].fillna("-"),
-            "params": table["n_params"],
-            "train s": table["train_seconds"],
-            "ratings/s": table["ratings_per_s"].map(_rate),
-        }
-    )
-    lines = []
-    models = table[table["kind"] == "model"]
-    if best is not None:
-        row = table[table["model"] == best].iloc[0]
-        bias = table[table["model"] == BASELINE_LABELS["bias_only"]]
-        lines += [
-            f"Lowest test RMSE of our models: **{best}**, "
-            f"{_pm(row['test_rmse'], row['test_rmse_sd'])} "
-            f"(mean ± sd over {int(row['runs'])} {what}).",
-            "",
-        ]
-        peers = table[table["kind"] == "peer"]
-        if len(peers):
-            top = peers.loc[peers["test_rmse"].idxmin()]
-            lines += [
-                f"Best peer (a reference library on the same split): **{top['model']}**, "
-                f"{top['test_rmse']:.4f}; its difference from {best}: "
-                f"{_interval(top, 'diff_vs_best')}.",
-                "",
-            ]
-        if len(bias):
-            b = bias.iloc[0]
-            lines += [
-                f"Against the bias-only baseline ({b['test_rmse']:.4f}): "
-                f"{_interval(row, 'diff_vs_bias_only')} (RMSE difference, paired 95% "
-                "interval over the same test rows).",
-                "",
-            ]
-        close = [
-            r["model"]
-            for _, r in models.iterrows()
-            if r["model"] != best
-            and not pd.isna(r["diff_vs_best_low"])
-            and r["diff_vs_best_low"] <= 0
-        ]
-        if close:
-            lines += [
-                "Not distinguishable from it on this test set (the paired interval of the "
-                f"difference includes 0): {', '.join(close)}.",
-                "",
-            ]
-    lines += [
-        "How to read this: the test part is read once, after training, by its own rule;",
-        "every choice (the kept epoch, early stopping, the defaults) was made on validation.",
-        "Rows of kind `peer` are the field's reference libraries (Surprise, myFM) fitted",
-        "by their own code on the same train part and scored on the same test rows.",
-        "`vs best` and `vs bias-only` are test RMSE differences (positive: worse) with a",
-        "95% paired interval over the same test rows (bootstrap of rows; replicates'",
-        "squared errors averaged per row). Unseen-user/movie RMSE: test rows whose user",
-        "or movie has no training rating. `kept epoch`: the best validation epoch of",
-        "each run.",
-        "",
-        markdown_table(
-            shown,
-            formats={
-                "unseen-user RMSE": ".4f",
-                "unseen-movie RMSE": ".4f",
-                "train s": ".1f",
-            },
-        ),
-        "The same rows, with every number, are in `models.csv`.",
-        "",
-    ]
-    return lines
-
-
-def ranking_section(ranking_path):
-    """ranking.md one heading level down, under a heading of its own (the summary's top-N part)."""
-    text = Path(ranking_path).read_text(encoding="utf-8").splitlines()
-    body = text[1:] if text and text[0].startswith("# ") else text
-    lines = ["## Top-N recommendations (ranking.md)"]
-    lines += ["#" + line if line.startswith("#") else line for line in body]
-    return lines + [""]
-
-
-def audit_markdown(audit):
-    """The split audit: rows per part, unseen users and movies, and the temporal leak check."""
-    rows = []
-    for part in ("train", "val", "test"):
-        row = {"part": part, "ratings": audit.get(f"n_{part}")}
-        if part != "train":
-            row["unseen users"] = audit.get(f"{part}_unseen_users")
-            row["unseen movies"] = audit.get(f"{part}_unseen_movies")
-            row["rows with unseen user"] = audit.get(f"{part}_rows_with_unseen_user")
-            row["rows with unseen movie"] = audit.get(f"{part}_rows_with_unseen_movie")
-        rows.append({k: "-" if v is None else str(v) for k, v in row.items()})
-    settings = {k: v for k, v in audit.items() if k in ("method", "fold") and v is not None}
-    settings.update(audit.get("scheme") or {})
-    lines = [
-        "## Split audit",
-        "",
-        "Scheme: " + ", ".join(f"{k} `{v}`" for k, v in settings.items()) + ".",
-        "",
-        markdown_table(pd.DataFrame(rows)),
-    ]
-    if audit.get("method") == "temporal":
-        verdict = "yes" if audit["leak_free"] else "**NO**"
-        lines += [
-            f"No training rating is later than a validation or test one: {verdict} "
-            f"(latest training timestamp {audit.get('train_max_timestamp')}, earliest test "
-            f"timestamp {audit.get('test_min_timestamp')}).",
-            "",
-        ]
-    return lines
 
 
 def _write(table, csv_path, summary_path, lines):
