@@ -14,7 +14,15 @@ rule benchmark_model:
         movies=rules.index_ratings.output.movies,
         init=bench_init,
         history=f"{REPORT_MODEL}/history.json",
-        code=library("bench", "models.py", "settings.py", "training", "checkpoint.py"),
+        code=library(
+            "bench",
+            "models.py",
+            "implicit_model.py",
+            "model_layers.py",
+            "settings.py",
+            "training",
+            "checkpoint.py",
+        ),
     output:
         json="results/benchmarks/{dataset}/{split}/training/{model}.json",
     log:

@@ -14,7 +14,14 @@ rule recommend_model:
         val=rules.split_ratings.output.val,
         users=rules.index_ratings.output.users,
         movies=rules.index_ratings.output.movies,
-        code=library("recommend.py", "models.py", "settings.py", "checkpoint.py"),
+        code=library(
+            "recommend.py",
+            "models.py",
+            "implicit_model.py",
+            "model_layers.py",
+            "settings.py",
+            "checkpoint.py",
+        ),
     output:
         lists=replicate_lists(),
     log:

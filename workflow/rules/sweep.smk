@@ -14,6 +14,8 @@ rule train_trial:
         init=trial_init,
         code=library(
             "models.py",
+            "implicit_model.py",
+            "model_layers.py",
             "settings.py",
             "training",
             "checkpoint.py",

@@ -35,6 +35,8 @@ rule train_model:
         init=init_checkpoint,
         code=library(
             "models.py",
+            "implicit_model.py",
+            "model_layers.py",
             "settings.py",
             "training",
             "checkpoint.py",
@@ -68,7 +70,14 @@ use rule train_model as pretrain_model with:
         val=rules.split_ratings.output.val,
         users=rules.index_ratings.output.users,
         movies=rules.index_ratings.output.movies,
-        code=library("models.py", "settings.py", "training", "checkpoint.py"),
+        code=library(
+            "models.py",
+            "implicit_model.py",
+            "model_layers.py",
+            "settings.py",
+            "training",
+            "checkpoint.py",
+        ),
     output:
         model=f"{MODEL_DIR}/pretrain/model.pt",
         meta=f"{MODEL_DIR}/pretrain/model.json",
@@ -92,7 +101,14 @@ rule evaluate_model:
         history=replicate_files("history.json"),
         train=rules.split_ratings.output.train,
         test=rules.split_ratings.output.test,
-        code=library("evaluation.py", "models.py", "settings.py", "checkpoint.py"),
+        code=library(
+            "evaluation.py",
+            "models.py",
+            "implicit_model.py",
+            "model_layers.py",
+            "settings.py",
+            "checkpoint.py",
+        ),
     output:
         metrics=replicate_files("metrics.json"),
         predictions=replicate_files("test_predictions.parquet"),

@@ -1,0 +1,151 @@
+"""The implicit model (SVD++-style): the dot model plus what users chose to rate, and who.
+
+A sibling of `movierec.models`, which builds it (``arch: implicit``) and
+re-exports it, so `models.ImplicitModel` and checkpoints keep working. Its
+training neighbour lists are CSR buffers of the module, summed per batch with
+`nn.functional.embedding_bag`.
+"""
+
+import torch
+from torch import nn
+
+from movierec.model_layers import OutputScale, add_embeddings_and_biases, bias_tables, embedding
+
+#: The training neighbour lists an `ImplicitModel` keeps (CSR: index and offsets).
+NEIGHBOUR_BUFFERS = ("user_movies", "user_offsets", "movie_users", "movie_offsets")
+
+
+def _neighbour_sums(table, index, offsets, rows):
+    """``|S(r)|^-1/2 * sum_{j in S(r)} table[j]`` for each of `rows`, ``S`` given as CSR.
+
+    `table` is an `nn.Embedding`, whose ``sparse`` flag the gradient follows
+    (the reference engine sets it). A row without neighbours gets zeros.
+    """
+    starts = offsets[rows]
+    lengths = offsets[rows + 1] - starts
+    bag_offsets = torch.cumsum(lengths, 0) - lengths
+    at = torch.repeat_interleave(starts - bag_offsets, lengths)
+    at += torch.arange(int(lengths.sum()), device=at.device)
+    weight = table.weight
+    weights = torch.repeat_interleave(lengths.clamp(min=1).to(weight.dtype).rsqrt(), lengths)
+    return nn.functional.embedding_bag(
+        index[at], weight, bag_offsets, mode="sum", per_sample_weights=weights,
+        sparse=table.sparse,
+    )  # fmt: skip
+
+
+def _csr(keys, values, n_keys):
+    """`values` grouped by `keys` (in key order, stable), with per-key offsets."""
+    order = torch.argsort(keys, stable=True)
+    counts = torch.bincount(keys, minlength=n_keys)
+    offsets = torch.zeros(n_keys + 1, dtype=torch.long)
+    offsets[1:] = torch.cumsum(counts, 0)
+    return values[order].clone(), offsets
+
+
+class ImplicitModel(nn.Module):
+    """The dot model with SVD++-style implicit feedback on both sides.
+
+    ``score = b_u + b_m + (p_u + Y_u) . (q_m + Z_m)`` with ``Y_u = |R(u)|^-1/2
+    sum_{j in R(u)} y_j`` over the movies ``R(u)`` the user rated in training
+    and ``Z_m = |N(m)|^-1/2 sum_{v in N(m)} z_v`` over the users ``N(m)`` who
+    rated the movie: a user is also described by what they chose to rate, a
+    movie by who chose it (`nn.functional.embedding_bag`). `set_neighbours`
+    stores ``R`` and ``N`` from the training ratings as buffers, so a
+    checkpoint carries them. Its penalty (`l2_penalty`) puts
+    ``weight_decay`` on the rows a batch uses, as the other models, and
+    ``implicit_weight_decay`` on the composed ``Y_u`` and ``Z_m`` (the sums,
+    not the rows ``y_j``: a popular movie's ``y_j`` sits in many sums).
+    """
+
+    arch = "implicit"
+
+    def __init__(
+        self, n_users, n_movies, n_factors, y_range=None, generator=None,
+        implicit_weight_decay=0.0,
+    ):  # fmt: skip
+        super().__init__()
+        add_embeddings_and_biases(self, n_users, n_movies, n_factors, generator)
+        self.movie_implicit = embedding(n_movies, n_factors, generator)  # y_j
+        self.user_implicit = embedding(n_users, n_factors, generator)  # z_v
+        self.output = OutputScale(y_range)
+        self.implicit_weight_decay = float(implicit_weight_decay)
+        for name in NEIGHBOUR_BUFFERS:
+            self.register_buffer(name, torch.zeros(0, dtype=torch.long))
+
+    def set_neighbours(self, user, movie):
+        """Keep the training pairs' neighbour lists (`user`, `movie`: index tensors)."""
+        device = self.user_emb.weight.device
+        user, movie = user.cpu(), movie.cpu()
+        n_users, n_movies = self.user_emb.num_embeddings, self.movie_emb.num_embeddings
+        for prefix, (keys, values, n) in {
+            "user": (user, movie, n_users),
+            "movie": (movie, user, n_movies),
+        }.items():
+            index, offsets = _csr(keys, values, n)
+            other = "movies" if prefix == "user" else "users"
+            setattr(self, f"{prefix}_{other}", index.to(device))
+            setattr(self, f"{prefix}_offsets", offsets.to(device))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # The neighbour lists' sizes depend on the data: take them from the checkpoint.
+        for name in NEIGHBOUR_BUFFERS:
+            if prefix + name in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[prefix + name]))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def _sums(self, users, movies):
+        """``Y`` of each of `users` and ``Z`` of each of `movies` (index tensors)."""
+        if self.user_offsets.numel() == 0:
+            raise RuntimeError("an implicit model needs set_neighbours(train) before use")
+        y = _neighbour_sums(self.movie_implicit, self.user_movies, self.user_offsets, users)
+        z = _neighbour_sums(self.user_implicit, self.movie_users, self.movie_offsets, movies)
+        return y, z
+
+    def implicit_parts(self, user, movie):
+        """``Y_u`` and ``Z_m`` for each pair of a batch (each distinct row summed once)."""
+        users, user_at = torch.unique(user, return_inverse=True)
+        movies, movie_at = torch.unique(movie, return_inverse=True)
+        y, z = self._sums(users, movies)
+        return y[user_at], z[movie_at]
+
+    def _score(self, user, movie, parts):
+        y, z = parts
+        u = self.user_emb(user) + y
+        m = self.movie_emb(movie) + z
+        return (u * m).sum(1) + self.user_bias(user).squeeze(1) + self.movie_bias(movie).squeeze(1)
+
+    def score(self, user, movie):
+        return self._score(user, movie, self.implicit_parts(user, movie))
+
+    def forward(self, user, movie):
+        return self.output(self.score(user, movie))
+
+    def l2_penalty(self, user, movie, weight_decay, parts=None):
+        """The batch's L2 sum (the engine divides it by the batch size), see the class.
+
+        `parts`: the batch's ``(Y_u, Z_m)`` if already at hand.
+        """
+        rows = sum(
+            table(index).square().sum()
+            for table, index in (
+                (self.user_emb, user), (self.movie_emb, movie),
+                (self.user_bias, user), (self.movie_bias, movie),
+            )
+        )  # fmt: skip
+        y, z = self.implicit_parts(user, movie) if parts is None else parts
+        implicit = y.square().sum() + z.square().sum()
+        return weight_decay * rows + self.implicit_weight_decay * implicit
+
+    def penalised_forward(self, user, movie, weight_decay):
+        """Predictions and `l2_penalty` from one pass over the neighbour lists (training)."""
+        parts = self.implicit_parts(user, movie)
+        prediction = self.output(self._score(user, movie, parts))
+        return prediction, self.l2_penalty(user, movie, weight_decay, parts)
+
+    def dot_tables(self):
+        """Composed vectors ``p_u + Y_u``, ``q_m + Z_m`` of every user and movie, and biases."""
+        users = torch.arange(self.user_emb.num_embeddings, device=self.user_offsets.device)
+        movies = torch.arange(self.movie_emb.num_embeddings, device=self.movie_offsets.device)
+        y, z = self._sums(users, movies)
+        return bias_tables(self, self.user_emb.weight + y, self.movie_emb.weight + z)
