@@ -96,3 +96,37 @@ def test_it_trains_with_the_reference_engine_and_the_fast_one_says_so():
     assert result["engine"] == "reference" and result["val_rmse"] < mean_rmse
     with pytest.raises(ValueError, match="fast engine has no step for ImplicitModel"):
         training.fit(model, train, val, engine="fast", **kwargs)
+
+
+def test_two_threads_train_it_to_the_same_bits():
+    """Same config, same numbers: no thread-order-dependent sum in its backward.
+
+    Big enough that torch splits the gradient of a batch's repeated rows over two
+    threads (the backward of ``z[index]`` did, in a thread-dependent order).
+    """
+    g = torch.Generator().manual_seed(0)
+    n_users, n_movies, n = 300, 2000, 30_000
+    user, movie = (
+        torch.randint(n_users, (n,), generator=g),
+        torch.randint(n_movies, (n,), generator=g),
+    )
+    rating = torch.randint(1, 11, (n,), generator=g).float() / 2
+    train = training.Ratings(user[:25_000], movie[:25_000], rating[:25_000])
+    val = training.Ratings(user[25_000:], movie[25_000:], rating[25_000:])
+    block = model_block(arch="implicit", n_factors=50, seed=3, implicit_weight_decay=0.03)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        states = []
+        for _ in range(2):
+            model = models.build_model(block, n_users, n_movies)
+            model.set_neighbours(train.user, train.movie)
+            training.fit(
+                model, train, val, phases=[{"lr": 0.01, "epochs": 1}], batch_size=8192,
+                rating_scale=(0.5, 5.0), weight_decay=0.1, engine="reference",
+            )  # fmt: skip
+            states.append(model.state_dict())
+    finally:
+        torch.set_num_threads(threads)
+    for name, tensor in states[0].items():
+        assert torch.equal(tensor, states[1][name]), name

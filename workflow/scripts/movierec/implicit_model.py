@@ -107,7 +107,10 @@ class ImplicitModel(nn.Module):
         users, user_at = torch.unique(user, return_inverse=True)
         movies, movie_at = torch.unique(movie, return_inverse=True)
         y, z = self._sums(users, movies)
-        return y[user_at], z[movie_at]
+        # index_select, not y[user_at]: the backward of advanced indexing (index_put_ with
+        # accumulate) adds repeated rows in a thread-dependent order on CPU; index_add_'s
+        # order is fixed, so the same config trains to the same bits.
+        return y.index_select(0, user_at), z.index_select(0, movie_at)
 
     def _score(self, user, movie, parts):
         y, z = parts
