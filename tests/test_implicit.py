@@ -29,12 +29,13 @@ def by_hand(model, user, movie):
     rated = {u: MOVIE[USER == u].tolist() for u in range(N_USERS)}
     raters = {m: USER[MOVIE == m].tolist() for m in range(N_MOVIES)}
     y_rows, z_rows = model.movie_implicit.weight, model.user_implicit.weight
+    assert y_rows.shape[1] == z_rows.shape[1] == 3 + 1  # each row's bias weight last
     out = []
     for u, m in zip(user.tolist(), movie.tolist(), strict=True):
-        y = sum((y_rows[j] for j in rated[u]), torch.zeros(3)) / max(len(rated[u]), 1) ** 0.5
-        z = sum((z_rows[v] for v in raters[m]), torch.zeros(3)) / max(len(raters[m]), 1) ** 0.5
-        vec_u, vec_m = model.user_emb.weight[u] + y, model.movie_emb.weight[m] + z
-        bias = model.user_bias.weight[u, 0] + model.movie_bias.weight[m, 0]
+        y = sum((y_rows[j] for j in rated[u]), torch.zeros(4)) / max(len(rated[u]), 1) ** 0.5
+        z = sum((z_rows[v] for v in raters[m]), torch.zeros(4)) / max(len(raters[m]), 1) ** 0.5
+        vec_u, vec_m = model.user_emb.weight[u] + y[:3], model.movie_emb.weight[m] + z[:3]
+        bias = model.user_bias.weight[u, 0] + model.movie_bias.weight[m, 0] + y[3] + z[3]
         out.append(vec_u @ vec_m + bias)
     return torch.stack(out)
 

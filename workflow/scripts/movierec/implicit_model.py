@@ -9,7 +9,7 @@ training neighbour lists are CSR buffers of the module, summed per batch with
 import torch
 from torch import nn
 
-from movierec.model_layers import OutputScale, add_embeddings_and_biases, bias_tables, embedding
+from movierec.model_layers import OutputScale, add_embeddings_and_biases, embedding
 
 #: The training neighbour lists an `ImplicitModel` keeps (CSR: index and offsets).
 NEIGHBOUR_BUFFERS = ("user_movies", "user_offsets", "movie_users", "movie_offsets")
@@ -44,18 +44,23 @@ def _csr(keys, values, n_keys):
 
 
 class ImplicitModel(nn.Module):
-    """The dot model with SVD++-style implicit feedback on both sides.
+    """The dot model with SVD++-style implicit feedback on both sides, in vectors and biases.
 
-    ``score = b_u + b_m + (p_u + Y_u) . (q_m + Z_m)`` with ``Y_u = |R(u)|^-1/2
-    sum_{j in R(u)} y_j`` over the movies ``R(u)`` the user rated in training
-    and ``Z_m = |N(m)|^-1/2 sum_{v in N(m)} z_v`` over the users ``N(m)`` who
-    rated the movie: a user is also described by what they chose to rate, a
-    movie by who chose it (`nn.functional.embedding_bag`). `set_neighbours`
-    stores ``R`` and ``N`` from the training ratings as buffers, so a
-    checkpoint carries them. Its penalty (`l2_penalty`) puts
+    ``score = b_u + c_u + b_m + c_m + (p_u + Y_u) . (q_m + Z_m)`` with ``Y_u =
+    |R(u)|^-1/2 sum_{j in R(u)} y_j`` over the movies ``R(u)`` the user rated
+    in training and ``Z_m = |N(m)|^-1/2 sum_{v in N(m)} z_v`` over the users
+    ``N(m)`` who rated the movie: a user is also described by what they chose
+    to rate, a movie by who chose it (`nn.functional.embedding_bag`). ``c_u``
+    and ``c_m`` are the same normalised sums of one more weight per row (the
+    linear terms a factorisation machine has for these sets: a user who rated
+    what high raters rate gets a higher bias). That weight is the last column
+    of ``y_j`` and ``z_v``, so one pass over the neighbour lists gives both.
+    `set_neighbours` stores ``R`` and ``N`` from the training ratings as
+    buffers, so a checkpoint carries them. Its penalty (`l2_penalty`) puts
     ``weight_decay`` on the rows a batch uses, as the other models, and
-    ``implicit_weight_decay`` on the composed ``Y_u`` and ``Z_m`` (the sums,
-    not the rows ``y_j``: a popular movie's ``y_j`` sits in many sums).
+    ``implicit_weight_decay`` on the composed ``[Y_u | c_u]`` and ``[Z_m |
+    c_m]`` (the sums, not the rows ``y_j``: a popular movie's ``y_j`` sits in
+    many sums).
     """
 
     arch = "implicit"
@@ -66,8 +71,9 @@ class ImplicitModel(nn.Module):
     ):  # fmt: skip
         super().__init__()
         add_embeddings_and_biases(self, n_users, n_movies, n_factors, generator)
-        self.movie_implicit = embedding(n_movies, n_factors, generator)  # y_j
-        self.user_implicit = embedding(n_users, n_factors, generator)  # z_v
+        # y_j and z_v, each with its bias weight as one more, last, column.
+        self.movie_implicit = embedding(n_movies, n_factors + 1, generator)
+        self.user_implicit = embedding(n_users, n_factors + 1, generator)
         self.output = OutputScale(y_range)
         self.implicit_weight_decay = float(implicit_weight_decay)
         for name in NEIGHBOUR_BUFFERS:
@@ -95,7 +101,7 @@ class ImplicitModel(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _sums(self, users, movies):
-        """``Y`` of each of `users` and ``Z`` of each of `movies` (index tensors)."""
+        """``[Y | c]`` of each of `users` and ``[Z | c]`` of each of `movies` (index tensors)."""
         if self.user_offsets.numel() == 0:
             raise RuntimeError("an implicit model needs set_neighbours(train) before use")
         y = _neighbour_sums(self.movie_implicit, self.user_movies, self.user_offsets, users)
@@ -103,7 +109,8 @@ class ImplicitModel(nn.Module):
         return y, z
 
     def implicit_parts(self, user, movie):
-        """``Y_u`` and ``Z_m`` for each pair of a batch (each distinct row summed once)."""
+        """``[Y_u | c_u]`` and ``[Z_m | c_m]`` for each pair of a batch (each distinct row
+        summed once)."""
         users, user_at = torch.unique(user, return_inverse=True)
         movies, movie_at = torch.unique(movie, return_inverse=True)
         y, z = self._sums(users, movies)
@@ -114,9 +121,10 @@ class ImplicitModel(nn.Module):
 
     def _score(self, user, movie, parts):
         y, z = parts
-        u = self.user_emb(user) + y
-        m = self.movie_emb(movie) + z
-        return (u * m).sum(1) + self.user_bias(user).squeeze(1) + self.movie_bias(movie).squeeze(1)
+        u = self.user_emb(user) + y[:, :-1]
+        m = self.movie_emb(movie) + z[:, :-1]
+        bias = self.user_bias(user).squeeze(1) + y[:, -1] + self.movie_bias(movie).squeeze(1)
+        return (u * m).sum(1) + bias + z[:, -1]
 
     def score(self, user, movie):
         return self._score(user, movie, self.implicit_parts(user, movie))
@@ -147,8 +155,14 @@ class ImplicitModel(nn.Module):
         return prediction, self.l2_penalty(user, movie, weight_decay, parts)
 
     def dot_tables(self):
-        """Composed vectors ``p_u + Y_u``, ``q_m + Z_m`` of every user and movie, and biases."""
+        """Composed vectors ``p_u + Y_u``, ``q_m + Z_m`` of every user and movie, and
+        composed biases ``b_u + c_u``, ``b_m + c_m``."""
         users = torch.arange(self.user_emb.num_embeddings, device=self.user_offsets.device)
         movies = torch.arange(self.movie_emb.num_embeddings, device=self.movie_offsets.device)
         y, z = self._sums(users, movies)
-        return bias_tables(self, self.user_emb.weight + y, self.movie_emb.weight + z)
+        return (
+            self.user_emb.weight + y[:, :-1],
+            self.movie_emb.weight + z[:, :-1],
+            self.user_bias.weight.squeeze(1) + y[:, -1],
+            self.movie_bias.weight.squeeze(1) + z[:, -1],
+        )
