@@ -276,9 +276,12 @@ def test_paired_differences_recompute_from_the_predictions(ml_small_run):
 
 @pytest.mark.slow
 def test_cold_movies_start_at_the_training_mean(ml_small_run):
-    """Movies unseen in training are predicted around the training mean (the y_range offset;
-    without it a raw score of 0 meant 3.0, the middle of [0.5, 5.5]), and better than the
-    global mean on those rows. (The bias-only baseline is still better there: see README.)"""
+    """Movies unseen in training are predicted around the training mean by the dot family
+    (the y_range offset; without it a raw score of 0 meant 3.0, the middle of [0.5, 5.5]),
+    and better than the global mean on those rows. (The bias-only baseline is still better
+    there: see README.) The implicit model learns more: its biases from who rated a movie
+    are 0 for a movie nobody rated, and such movies are rated lower than the training mean
+    (3.22 against 3.50 on this split), which its predictions there follow."""
     from movierec import evaluation
 
     base = ml_small_run / SMALL
@@ -289,9 +292,14 @@ def test_cold_movies_start_at_the_training_mean(ml_small_run):
     )
     assert cold.sum() > 100
     models = pd.read_csv(base / "reports/models.csv").set_index("model")
+    cold_mean = test.rating[cold].mean()
+    assert train.rating.mean() - cold_mean > 0.2  # why the implicit model's check differs
     for m in [*DOT_FAMILY, "implicit"]:  # dot_negatives learns that an unknown pair is a 0.5
         pred = pd.read_parquet(base / f"models/{m}/rep1/test_predictions.parquet")["prediction"]
-        assert abs(pred[cold].mean() - train.rating.mean()) < 0.25, m
+        if m == "implicit":
+            assert abs(pred[cold].mean() - cold_mean) < 0.1, (pred[cold].mean(), cold_mean)
+        else:
+            assert abs(pred[cold].mean() - train.rating.mean()) < 0.25, m
         worst = models.loc["global mean", "test_rmse_unseen_movie"]
         assert models.loc[m, "test_rmse_unseen_movie"] < worst, m
 
