@@ -6,12 +6,13 @@ step is bound by memory traffic (gathering and scattering the rows a batch uses,
 with their Adam moments), not by arithmetic, so small-data figures do not carry over.
 
 Both engines train the same model (the dot block of config.yaml: 50 factors, batch
-32,768, weight decay 0.15, y_range) from the same weights on the same batches of
-the split's training part (the reference engine fewer of them: it is slow there);
-each runs `--repeats` times, alternating, so load from
-other work hits both alike, and the best run of each is reported (the least
-disturbed run is the best estimate of the cost). The first `--warmup` steps of a
-run are not timed (allocations, the fused kernel's self-check).
+32,768, weight decay 0.15, y_range) from the same weights, timed the way the
+training benchmark times them (`movierec.bench.model.Runs.steps_per_s`: `fit`
+for that many steps on a random subset of exactly as many training ratings, full
+tables; the reference engine fewer steps: it is slow there). Each runs
+`--repeats` times, alternating, so load from other work hits both alike, and the
+best run of each is reported (the least disturbed run is the best estimate of
+the cost), after one untimed warm-up run of `--warmup` steps each.
 
 Usage::
 
@@ -24,7 +25,6 @@ target is missed, so it can be run by hand or from CI alike.
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -34,41 +34,13 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 sys.path.insert(0, str(REPO / "tests"))
 
-from movierec import models  # noqa: E402
+from movierec.bench.loops import subset  # noqa: E402
+from movierec.bench.model import SPEED_VAL_ROWS, Runs  # noqa: E402
 from movierec.settings import ModelSettings  # noqa: E402
-from movierec.training import fast, reference  # noqa: E402
-from movierec.training.data import count_rows, read_ratings  # noqa: E402
+from movierec.training import Ratings, count_rows, read_ratings  # noqa: E402
 from schema_defaults import model_block  # noqa: E402
 
 TARGET_RATINGS_PER_S = 2.5e6
-
-
-def dot_settings():
-    """config.yaml's dot block, on CPU (its first phase's learning rate is used)."""
-    block = yaml.safe_load((REPO / "config.yaml").read_text())["models"]["dot"]
-    return ModelSettings.from_block(model_block(**{**block, "device": "cpu"}))
-
-
-def timed_run(engine_name, settings, start, batches, warmup):
-    """Seconds of the timed steps of one engine, from the weights `start`."""
-    model = models.build_model(settings, *start["shape"])
-    model.load_state_dict(start["state"])
-    lr = settings.phases[0].lr
-    if engine_name == "fast":
-        engine = fast.make_engine(
-            model, weight_decay=settings.weight_decay, loss_weights=None,
-            batch_size=settings.batch_size, device=torch.device("cpu"), seed=settings.seed,
-        )  # fmt: skip
-    else:
-        engine = reference.ReferenceEngine(model, settings.weight_decay, None, settings.seed)
-    try:
-        for i, (user, movie, rating) in enumerate(batches):
-            if i == warmup:
-                started = time.perf_counter()
-            engine.train_batch(user, movie, rating, lr)
-        return time.perf_counter() - started
-    finally:
-        engine.finish()
 
 
 def main(argv=None):
@@ -85,40 +57,38 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    data = args.dataset_dir / "data"
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    scale = tuple(config["datasets"][args.dataset_dir.name]["rating_scale"])
+    block = {**config["models"]["dot"], "device": "cpu"}
+    settings = ModelSettings.from_block(model_block(**block))
+    data, split = args.dataset_dir / "data", args.dataset_dir / args.split / "split"
     n_users, n_movies = count_rows(data / "users.parquet"), count_rows(data / "movies.parquet")
-    train = read_ratings(
-        args.dataset_dir / args.split / "split" / "train.parquet", n_users, n_movies, (0.5, 5.0)
-    )
-    settings = dot_settings()
-    batch = settings.batch_size
-    n_batches = args.warmup + args.steps
-    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
-    order = order[: batch * n_batches]
-    batches = [
-        (train.user[part], train.movie[part], train.rating[part]) for part in order.split(batch)
-    ]
-    model = models.build_model(settings, n_users, n_movies)
-    models.set_output_offset(model, float(train.rating.double().mean()))
-    start = {"shape": (n_users, n_movies), "state": model.state_dict()}
+    train = read_ratings(split / "train.parquet", n_users, n_movies, scale)
+    val = read_ratings(split / "val.parquet", n_users, n_movies, scale)
+    val = Ratings(*(t[:SPEED_VAL_ROWS] for t in val))
+    runs = Runs(settings, None, n_users, n_movies, scale, torch.device("cpu"), naive=None)
 
     steps = {"fast": args.steps, "reference": args.reference_steps}
-    seconds = {name: [] for name in steps}
+    generator = torch.Generator().manual_seed(0)
+    parts = {name: subset(train, n * settings.batch_size, generator) for name, n in steps.items()}
+    warm = subset(train, args.warmup * settings.batch_size, generator)
+    for name in steps:
+        runs.steps_per_s(name, warm, val, args.warmup)
+    rates = {name: [] for name in steps}
     for _ in range(args.repeats):
         for name, n in steps.items():
-            run = batches[: args.warmup + n]
-            seconds[name].append(timed_run(name, settings, start, run, args.warmup))
-    timed = {name: batch * n for name, n in steps.items()}
-    rates = {name: timed[name] / min(runs) for name, runs in seconds.items()}
+            rates[name].append(runs.steps_per_s(name, parts[name], val, n))
+    best = {name: max(runs_of) for name, runs_of in rates.items()}
     print(
         f"dot, {n_users:,} users x {n_movies:,} movies, {settings.n_factors} factors, batch "
-        f"{batch:,}, {args.threads} threads, timed steps {steps}, best of {args.repeats}:"
+        f"{settings.batch_size:,}, {args.threads} threads, timed steps {steps}, "
+        f"best of {args.repeats}:"
     )
-    for name, rate in rates.items():
-        runs = ", ".join(f"{timed[name] / s / 1e6:.2f}M" for s in seconds[name])
-        print(f"  {name:9s} {rate / 1e6:5.2f}M ratings/s  (runs: {runs})")
-    print(f"  fast / reference: {rates['fast'] / rates['reference']:.1f}x")
-    met = rates["fast"] >= TARGET_RATINGS_PER_S
+    for name, rate in best.items():
+        each = ", ".join(f"{r / 1e6:.2f}M" for r in rates[name])
+        print(f"  {name:9s} {rate / 1e6:5.2f}M ratings/s  (runs: {each})")
+    print(f"  fast / reference: {best['fast'] / best['reference']:.1f}x")
+    met = best["fast"] >= TARGET_RATINGS_PER_S
     print(f"  target {TARGET_RATINGS_PER_S / 1e6:.1f}M ratings/s: {'met' if met else 'missed'}")
     return 0 if met else 1
 

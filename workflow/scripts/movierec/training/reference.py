@@ -10,10 +10,10 @@ parameters by `torch.optim.Adam`, and the loss is
 
 so a row is pulled towards 0 once per use, and rows a batch does not use are
 left alone (torch's ``weight_decay`` option would decay every row at every
-step, or, with sparse Adam, none). A model with L2 terms of its own (the implicit
-model's on its composed sums) offers ``penalised_forward(user, movie,
-weight_decay) -> (prediction, penalty)``, one pass for both. Dropout is `nn.Dropout`, drawing from
-torch's global generator, which `ReferenceEngine` seeds.
+step, or, with sparse Adam, none). A model with L2 terms of its own (the
+implicit model's on its composed sums) offers ``penalised_forward(user, movie,
+weight_decay) -> (prediction, penalty)``, one pass for both. Dropout is
+`nn.Dropout`, drawing from torch's global generator, which `ReferenceEngine` seeds.
 """
 
 import torch
