@@ -14,11 +14,13 @@ from pathlib import Path
 _PROBE = r"""
 import json, sys
 from pathlib import Path
+from types import SimpleNamespace
 from snakemake.api import SnakemakeApi
 from snakemake.settings.types import (
     ConfigSettings, OutputSettings, ResourceSettings, StorageSettings,
 )
 project = Path(sys.argv[1]).resolve()
+train_parts = sys.argv[2:]  # training parts to evaluate a threads function on
 with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
     wf = api.workflow(
         resource_settings=ResourceSettings(),
@@ -31,6 +33,13 @@ with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
     rules = []
     for rule in workflow.rules:
         conda = rule.conda_env
+        cores = rule.resources.get("_cores")
+        if cores is None:
+            threads = 1
+        elif cores.is_evaluable():
+            threads = {p: cores._evaluator(None, SimpleNamespace(train=p)) for p in train_parts}
+        else:
+            threads = cores.value
         rules.append({
             "name": rule.name,
             "conda": conda if isinstance(conda, str) or conda is None else repr(conda),
@@ -40,15 +49,20 @@ with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
             "shell": rule.shellcmd,
             "norun": bool(rule.norun),
             "local": rule.name in workflow._localrules or bool(rule.norun),
+            "threads": threads,
         })
 print("RULES-JSON " + json.dumps(rules))
 """
 
 
-def workflow_rules(project):
-    """One dict per rule: name, conda, basedir, snakefile, script, shell, norun, local."""
+def workflow_rules(project, train_parts=()):
+    """One dict per rule: name, conda, basedir, snakefile, script, shell, norun, local, threads.
+
+    ``threads`` is the rule's number, or for a rule whose threads are a function of
+    its input, ``{path: threads}`` for each of `train_parts` given as ``input.train``.
+    """
     proc = subprocess.run(
-        [sys.executable, "-c", _PROBE, str(project)],
+        [sys.executable, "-c", _PROBE, str(project), *map(str, train_parts)],
         capture_output=True,
         text=True,
         timeout=300,

@@ -172,3 +172,17 @@ def test_gpu_request_reaches_training_jobs_only(profile, tmp_path):
     for rule, line in res.items():
         has_gpu = re.search(r"\bgpu=1\b", line) is not None
         assert has_gpu == (rule in TRAINING_RULES), f"{profile}: {rule}: {line}"
+
+
+def test_jobs_on_a_small_training_part_take_one_thread_on_a_large_one_two(tmp_path):
+    """Threads follow the training part's size (on ml-latest-small, two 1-thread training
+    jobs side by side beat one 2-thread job); before the split exists, a dry run sees 2."""
+    small, large = tmp_path / "small.parquet", tmp_path / "large.parquet"
+    small.write_bytes(b"x" * 1_000_000)  # ml-latest-small's train.parquet: about 1 MB
+    with large.open("wb") as f:
+        f.truncate(13_000_000)  # about 1M ratings
+    missing = tmp_path / "not-yet.parquet"
+    rules = {r["name"]: r for r in workflow_rules(REPO, [small, large, missing])}
+    for name in ("train_model", "pretrain_model", "recommend_model", "fit_peer"):
+        assert rules[name]["threads"] == {str(small): 1, str(large): 2, str(missing): 2}, name
+    assert rules["train_trial"]["threads"] == 1  # sweep trials: many small jobs

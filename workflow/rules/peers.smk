@@ -33,7 +33,7 @@ rule fit_peer:
         peer=model_pattern(config["peers"]),
     conda:
         "../../envs/peers.yaml"
-    threads: 2
+    threads: job_threads
     params:
         settings=lookup(dpath="peers/{peer}", within=config),
         rating_scale=rating_scale,

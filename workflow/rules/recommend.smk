@@ -32,7 +32,7 @@ rule recommend_model:
         model=model_pattern(MODEL_NAMES),
     conda:
         "../../envs/train.yaml"
-    threads: 2
+    threads: job_threads
     params:
         n=RECOMMEND["n"],
     script:

@@ -54,7 +54,7 @@ rule train_model:
         "results/benchmarks/{dataset}/{split}/train_model/{model}-rep{replicate}.tsv"
     conda:
         "../../envs/train.yaml"
-    threads: 2
+    threads: job_threads
     params:
         settings=model_settings,
         rating_scale=rating_scale,
