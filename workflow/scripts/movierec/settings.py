@@ -60,6 +60,7 @@ class ModelSettings:
     y_range: tuple[float, float] | None
     seed: int
     patience: int | None
+    average_from: int | None
     device: str
     engine: str
     init_from: str | None
@@ -100,6 +101,7 @@ class ModelSettings:
             y_range=None if block["y_range"] is None else tuple(float(v) for v in block["y_range"]),
             seed=int(block["seed"]),
             patience=None if block["patience"] is None else int(block["patience"]),
+            average_from=None if block["average_from"] is None else int(block["average_from"]),
             device=str(block["device"]),
             engine=str(block["engine"]),
             init_from=block["init_from"],

@@ -60,7 +60,8 @@ class Runs:
         with _quiet():
             return fit(
                 self.model(), train, val, phases=phases, batch_size=self.settings.batch_size,
-                engine=engine, max_steps=max_steps, **self.kwargs,
+                engine=engine, max_steps=max_steps, average_from=self.settings.average_from,
+                **self.kwargs,
             )  # fmt: skip
 
     def steps_per_s(self, engine, train, val, steps):

@@ -15,6 +15,7 @@ or ``fast`` (`movierec.training.fast`, the same arithmetic, several times
 quicker on CPU; tests hold the two equal).
 """
 
+import contextlib
 import logging
 import math
 import time
@@ -23,6 +24,7 @@ import torch
 
 from movierec import models
 from movierec.training import fast, reference
+from movierec.training.averaging import WeightAverage
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +142,7 @@ def fit(
     device="cpu",
     max_steps=None,
     patience=None,
+    average_from=None,
     val_ranking=None,
     engine="fast",
     progress_every_s=10.0,
@@ -172,6 +175,10 @@ def fit(
     patience : int, optional
         Early stopping: stop when this many epochs in a row have not improved
         on the best validation RMSE (None: run the whole schedule).
+    average_from : int, optional
+        From this epoch on, validation scores (and the kept checkpoint is) the
+        mean of the weights after each epoch since then
+        (`movierec.training.averaging`); None: the weights as they are.
     val_ranking : callable, optional
         ``val_ranking(model) -> float``, higher is better, with a ``name``
         (`negatives.ValRanking`: validation NDCG@10). When given, every
@@ -230,7 +237,8 @@ def fit(
     )  # fmt: skip
     schedule = [(i, float(p["lr"])) for i, p in enumerate(phases) for _ in range(int(p["epochs"]))]
     records = []
-    best = None
+    best = kept = None  # (criterion, epoch, state) and the record of the kept epoch
+    average = None if average_from is None else WeightAverage(model)
     steps = 0
     train_seconds = 0.0
     try:
@@ -243,7 +251,16 @@ def fit(
             )  # fmt: skip
             steps += n_steps
             trained = time.perf_counter() - started
-            metrics = evaluate(model, val, rating_scale)
+            if average is not None and epoch >= average_from:
+                average.add()
+            with average.swapped_in() if average is not None else contextlib.nullcontext():
+                metrics = evaluate(model, val, rating_scale)
+                ranking = None if val_ranking is None else val_ranking(model)
+                # The kept epoch minimises validation RMSE, or minus the ranking score.
+                criterion = metrics["rmse"] if val_ranking is None else -ranking
+                if best is None or criterion < best[0]:
+                    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    best = (criterion, epoch, state)
             _sync(device)
             seconds = time.perf_counter() - started
             train_seconds += trained
@@ -257,10 +274,12 @@ def fit(
                 "seconds": seconds,
                 "ratings_per_s": seen / trained if trained > 0 else float("inf"),
             }
+            if average is not None:
+                record["averaged_epochs"] = average.count
             if hybrid:
                 record["val_rmse_linear"] = metrics["rmse_linear"]
             if val_ranking is not None:
-                record[val_ranking.name] = val_ranking(model)
+                record[val_ranking.name] = ranking
             records.append(record)
             log.info(
                 "epoch %d/%d (phase %d, lr %g): train_mse %.4f val_rmse %.4f val_mae %.4f%s"
@@ -275,11 +294,8 @@ def fit(
                     f"training diverged at epoch {epoch} (train_mse {record['train_mse']}); "
                     f"lower the learning rate (phase {phase_index}: lr {lr})"
                 )
-            # The kept epoch minimises the criterion: validation RMSE, or minus the ranking score.
-            criterion = record["val_rmse"] if val_ranking is None else -record[val_ranking.name]
-            if best is None or criterion < best[0]:
-                state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                best = (criterion, epoch, state, record)
+            if best[1] == epoch:
+                kept = record
             if max_steps is not None and steps >= max_steps:
                 break
             if patience is not None and epoch - best[1] >= patience:
@@ -288,7 +304,6 @@ def fit(
     finally:
         step.finish()
     model.load_state_dict(best[2])
-    kept = best[3]
     result = {
         "val_rmse": kept["val_rmse"],
         "val_mae": kept["val_mae"],

@@ -111,6 +111,7 @@ def train_model(
         seed=settings.seed,
         device=device,
         patience=settings.patience,
+        average_from=settings.average_from,
         val_ranking=val_ranking,
         engine=settings.engine,
     )
