@@ -554,11 +554,19 @@ def test_summarize_models_writes_table_links_and_timings(tmp_path):
     assert pd.isna(best_row["diff_vs_best"])  # the best is not compared with itself
     assert pd.isna(table.set_index("model").loc["bias only", "diff_vs_bias_only"])
     assert row["ratings_per_s"] == pytest.approx(1.6e6 + 10)  # replicate 1 of dot
+    # The ensemble: the replicates' predictions averaged row by row, then scored.
+    ensemble_rmse = float(np.sqrt(np.mean((np.mean(run["predictions"]["mlp"], 0) - rating) ** 2)))
+    assert best_row["ensemble_test_rmse"] == pytest.approx(ensemble_rmse, rel=1e-6)
+    assert best_row["ensemble_test_rmse"] < best_row["test_rmse"]  # noise averages out
+    assert best_row["diff_vs_best_ensemble"] == pytest.approx(mlp_rmse - ensemble_rmse, rel=1e-6)
+    assert row["diff_vs_best_ensemble"] == pytest.approx(dot_rmse - ensemble_rmse, rel=1e-6)
+    assert pd.isna(table.set_index("model").loc["bias only", "ensemble_test_rmse"])
     text = out_md.read_text()
     assert "(dot/movie_bias.md)" in text and "(mlp/pca.md)" in text
     assert "(learning_curves.png)" in text
     assert "| train_model   | dot    |" in text and "812" in text and "12.25" in text
     assert "Lowest test RMSE of our models: **mlp**" in text
+    assert f"(their ensemble): {ensemble_rmse:.4f}; single replicates against it: +" in text
     assert "## Split audit" in text and "method `random`" in text
 
 
@@ -588,6 +596,11 @@ def test_summarize_folds_pools_every_fold_and_replicate(tmp_path):
     bias = np.concatenate([r["baseline"]["bias_only"] for r in folds.values()])
     expected = pooled_rmse(dot, rating) - pooled_rmse([bias], rating)
     assert table.loc["dot", "diff_vs_bias_only"] == pytest.approx(expected, rel=1e-6)
+    # The ensemble averages each fold's replicates on that fold's rows.
+    ensemble = np.mean(dot, 0)
+    assert table.loc["dot", "ensemble_test_rmse"] == pytest.approx(
+        float(np.sqrt(np.mean((ensemble - rating) ** 2))), rel=1e-6
+    )
     text = out_md.read_text()
     assert "2-fold scheme `cv2`" in text and "## Test RMSE per fold" in text
     assert "`cv2-1`" in text and "`cv2-2`" in text

@@ -31,6 +31,7 @@ from movierec.reports.summary_sections import audit_markdown, ranking_section, r
 from movierec.reports.summary_table import (
     BASELINE_LABELS,
     benchmark_table,
+    ensemble_squared_errors,
     models_table,
     squared_errors,
 )
@@ -94,9 +95,13 @@ def summarize_models(
     """
     rating = evaluation.read_part(test_path, ("rating",))["rating"]
     runs = {m: [read_metrics(p) for p in ps] for m, ps in metrics_paths.items()}
-    sq = {
-        m: squared_errors([evaluation.read_predictions(p, len(rating)) for p in ps], rating)
+    predictions = {
+        m: [evaluation.read_predictions(p, len(rating)) for p in ps]
         for m, ps in predictions_paths.items()
+    }
+    sq = {m: squared_errors(p, rating) for m, p in predictions.items()}
+    ensemble_sq = {
+        m: ensemble_squared_errors(p, rating) for m, p in predictions.items() if len(p) > 1
     }
     baselines = read_json(baselines_path, ("baselines",))["baselines"]
     base_pred = pd.read_parquet(baseline_predictions_path)
@@ -105,7 +110,7 @@ def summarize_models(
     peers = {p: [read_json(path)] for p, path in (peer_metrics_paths or {}).items()}
     for p, path in (peer_predictions_paths or {}).items():
         sq[p] = (evaluation.read_predictions(path, len(rating)) - rating) ** 2
-    table, best = models_table(runs, {k: [v] for k, v in baselines.items()}, sq, peers)
+    table, best = models_table(runs, {k: [v] for k, v in baselines.items()}, sq, peers, ensemble_sq)
     audit = read_json(split_path)
     n_rep = max(len(r) for r in runs.values())
     lines = [f"# Models on `{dataset}`, split `{split}`", ""]
@@ -165,20 +170,20 @@ def summarize_folds(
         f: {m: [read_metrics(p) for p in metrics_paths[f][m]] for m in models} for f in folds
     }
     runs = {m: [r for f in folds for r in fold_runs[f][m]] for m in models}
-    sq = {
-        m: np.concatenate(
-            [
-                squared_errors(
-                    [
-                        evaluation.read_predictions(p, len(ratings[f]))
-                        for p in predictions_paths[f][m]
-                    ],
-                    ratings[f],
-                )
-                for f in folds
-            ]
-        )
+    predictions = {
+        (f, m): [evaluation.read_predictions(p, len(ratings[f])) for p in predictions_paths[f][m]]
+        for f in folds
         for m in models
+    }
+    sq = {
+        m: np.concatenate([squared_errors(predictions[f, m], ratings[f]) for f in folds])
+        for m in models
+    }
+    # Each fold's replicates averaged, on that fold's test rows.
+    ensemble_sq = {
+        m: np.concatenate([ensemble_squared_errors(predictions[f, m], ratings[f]) for f in folds])
+        for m in models
+        if len(predictions[folds[0], m]) > 1
     }
     fold_baselines = {f: read_json(baselines_paths[f], ("baselines",))["baselines"] for f in folds}
     names = list(fold_baselines[folds[0]])
@@ -188,7 +193,7 @@ def summarize_folds(
         sq[b] = np.concatenate(
             [(base_pred[f][b].to_numpy(np.float64) - ratings[f]) ** 2 for f in folds]
         )
-    table, best = models_table(runs, baselines, sq)
+    table, best = models_table(runs, baselines, sq, ensemble_sq_errors=ensemble_sq)
     per_fold = pd.DataFrame(
         {
             "model": models + [BASELINE_LABELS.get(b, b) for b in names],

@@ -45,6 +45,7 @@ def results_markdown(table, best, what):
             "test RMSE": _pm_column(table, "test_rmse"),
             "test MAE": _pm_column(table, "test_mae"),
             "val RMSE": _pm_column(table, "val_rmse"),
+            "replicates averaged": table["ensemble_test_rmse"],
             "vs best (95% CI)": [_interval(r, "diff_vs_best") for _, r in table.iterrows()],
             "vs bias-only (95% CI)": [
                 _interval(r, "diff_vs_bias_only") for _, r in table.iterrows()
@@ -68,13 +69,22 @@ def results_markdown(table, best, what):
             f"(mean ± sd over {int(row['runs'])} {what}).",
             "",
         ]
+        ensemble = not pd.isna(row["ensemble_test_rmse"])
+        if ensemble:
+            lines += [
+                f"Averaging {best}'s replicates' predictions row by row (their ensemble): "
+                f"{row['ensemble_test_rmse']:.4f}; single replicates against it: "
+                f"{_interval(row, 'diff_vs_best_ensemble')}.",
+                "",
+            ]
         peers = table[table["kind"] == "peer"]
         if len(peers):
             top = peers.loc[peers["test_rmse"].idxmin()]
+            against = f"; from their ensemble: {_interval(top, 'diff_vs_best_ensemble')}"
             lines += [
                 f"Best peer (a reference library on the same split): **{top['model']}**, "
                 f"{top['test_rmse']:.4f}; its difference from {best}: "
-                f"{_interval(top, 'diff_vs_best')}.",
+                f"{_interval(top, 'diff_vs_best')}{against if ensemble else ''}.",
                 "",
             ]
         if len(bias):
@@ -106,12 +116,15 @@ def results_markdown(table, best, what):
         "`vs best` and `vs bias-only` are test RMSE differences (positive: worse) with a",
         "95% paired interval over the same test rows (bootstrap of rows; replicates'",
         "squared errors averaged per row). Unseen-user/movie RMSE: test rows whose user",
-        "or movie has no training rating. `kept epoch`: the best validation epoch of",
-        "each run.",
+        "or movie has no training rating. `replicates averaged`: the test RMSE of the",
+        "mean of a model's replicates' predictions (an ensemble of them; each replicate",
+        "is one training, so it costs their train s together). `kept epoch`: the best",
+        "validation epoch of each run.",
         "",
         markdown_table(
             shown,
             formats={
+                "replicates averaged": ".4f",
                 "unseen-user RMSE": ".4f",
                 "unseen-movie RMSE": ".4f",
                 "train s": ".1f",

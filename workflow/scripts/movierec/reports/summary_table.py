@@ -34,6 +34,10 @@ CSV_COLUMNS = [
     "diff_vs_bias_only",
     "diff_vs_bias_only_low",
     "diff_vs_bias_only_high",
+    "ensemble_test_rmse",
+    "diff_vs_best_ensemble",
+    "diff_vs_best_ensemble_low",
+    "diff_vs_best_ensemble_high",
     "n_params",
     "train_seconds",
     "ratings_per_s",
@@ -93,7 +97,12 @@ def squared_errors(predictions, rating):
     return np.mean([(np.asarray(p) - rating) ** 2 for p in predictions], axis=0)
 
 
-def models_table(runs, baselines, sq_errors, peers=None):
+def ensemble_squared_errors(predictions, rating):
+    """Per-row squared error of the mean of a model's runs' predictions (their ensemble)."""
+    return (np.mean([np.asarray(p) for p in predictions], axis=0) - rating) ** 2
+
+
+def models_table(runs, baselines, sq_errors, peers=None, ensemble_sq_errors=None):
     """models.csv: one row per model, peer and baseline, with paired differences.
 
     Parameters
@@ -108,8 +117,13 @@ def models_table(runs, baselines, sq_errors, peers=None):
     peers : dict, optional
         Peer name -> list of its metrics.json contents (one per fold): the
         reference libraries fitted on the same split (kind "peer").
+    ensemble_sq_errors : dict, optional
+        Model name -> per-row squared test error of the mean of its replicates'
+        predictions: ``ensemble_test_rmse``, and every other row's difference
+        from the best model's ensemble (``diff_vs_best_ensemble``).
     """
     peers = peers or {}
+    ensemble_sq_errors = ensemble_sq_errors or {}
     rows = [_row(m, "model", r) for m, r in runs.items()]
     rows += [_row(p, "peer", r) for p, r in peers.items()]
     rows += [_row(BASELINE_LABELS.get(b, b), "baseline", r) for b, r in baselines.items()]
@@ -117,11 +131,20 @@ def models_table(runs, baselines, sq_errors, peers=None):
     keys = list(runs) + list(peers) + list(baselines)
     models_only = table[table["kind"] == "model"]
     best = keys[int(models_only["test_rmse"].idxmin())] if len(models_only) else None
+    ensemble = ensemble_sq_errors.get(best)
     for i, key in enumerate(keys):
-        for ref, column in ((best, "diff_vs_best"), ("bias_only", "diff_vs_bias_only")):
-            if ref is None or ref not in sq_errors or ref == key:
+        if key in ensemble_sq_errors:
+            table.loc[i, "ensemble_test_rmse"] = math.sqrt(float(ensemble_sq_errors[key].mean()))
+        refs = (
+            (best, sq_errors.get(best), "diff_vs_best"),
+            ("bias_only", sq_errors.get("bias_only"), "diff_vs_bias_only"),
+            # The best model against its own ensemble too: what averaging gains.
+            (None, ensemble, "diff_vs_best_ensemble"),
+        )
+        for ref_key, ref, column in refs:
+            if ref is None or ref_key == key:
                 continue
-            cmp = evaluation.bootstrap_rmse_difference(sq_errors[key], sq_errors[ref])
+            cmp = evaluation.bootstrap_rmse_difference(sq_errors[key], ref)
             table.loc[i, [column, f"{column}_low", f"{column}_high"]] = (
                 cmp["diff"],
                 cmp["low"],
