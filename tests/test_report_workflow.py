@@ -6,6 +6,7 @@ reports say against what we know: Shawshank near the top of the popular
 ranking, and the synthetic generator's planted movie biases and taste axes.
 """
 
+import json
 import os
 import struct
 from pathlib import Path
@@ -14,6 +15,7 @@ import conftest
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from conftest import scheduled_rules, snakemake
 
 DOT_FAMILY = ["dot", "hybrid", "mlp_then_dot", "hybrid_then_dot"]
@@ -255,11 +257,22 @@ def test_paired_differences_recompute_from_the_predictions(ml_small_run):
         assert row["diff_vs_bias_only_low"] == pytest.approx(cmp["low"], abs=1e-9)
         assert row["diff_vs_bias_only_high"] == pytest.approx(cmp["high"], abs=1e-9)
         assert np.sqrt(sq[m].mean()) == pytest.approx(row["test_rmse"], abs=5e-3)
-    # The README's sentences on peers: our best is the implicit model; myfm_bfm_implicit is
-    # ahead of it, myfm_bmf behind it, both Surprise defaults behind our bias-only baseline.
+    # The README's sentences on peers: our best is the implicit model; myfm_bfm_implicit
+    # cannot be told apart from it nor from its replicates' ensemble, myfm_bmf is behind
+    # it, both Surprise defaults behind our bias-only baseline.
     assert models.loc[list(RATING_MODELS), "test_rmse"].idxmin() == "implicit"
-    assert models.loc["myfm_bfm_implicit", "diff_vs_best_high"] < 0
+    for column in ("diff_vs_best", "diff_vs_best_ensemble"):
+        peer = models.loc["myfm_bfm_implicit"]
+        assert peer[f"{column}_low"] <= 0 <= peer[f"{column}_high"], column
     assert models.loc["myfm_bmf", "diff_vs_best_low"] > 0
+    # The ensemble column is the replicates' predictions averaged, and it beats them.
+    predictions = [
+        pd.read_parquet(base / f"models/implicit/rep{r}/test_predictions.parquet")["prediction"]
+        for r in range(1, REPLICATES + 1)
+    ]
+    ensemble = np.sqrt(np.mean((np.mean(predictions, axis=0) - rating) ** 2))
+    assert models.loc["implicit", "ensemble_test_rmse"] == pytest.approx(ensemble, abs=1e-6)
+    assert models.loc["implicit", "diff_vs_best_ensemble_low"] > 0
     for peer in ("surprise_baseline", "surprise_svd"):
         assert models.loc[peer, "diff_vs_bias_only_low"] > 0, peer
     # The README's sentences: the dot family beats the bias-only baseline (interval below 0)
@@ -272,6 +285,27 @@ def test_paired_differences_recompute_from_the_predictions(ml_small_run):
         <= 0
         <= models.loc["mlp", "diff_vs_bias_only_high"]
     )
+
+
+@pytest.mark.slow
+def test_averaged_models_keep_the_mean_of_their_epochs(ml_small_run):
+    """config.yaml's average_from reaches training: implicit and dot validate the mean of
+    their weights from that epoch on and keep one of those means; the models that turn it
+    off validate each epoch's own weights."""
+    config = yaml.safe_load((ml_small_run / "config.yaml").read_text())["models"]
+    for model in MODELS:
+        start = config[model].get("average_from")
+        for r in range(1, REPLICATES + 1):
+            run = json.loads(
+                (ml_small_run / SMALL / f"models/{model}/rep{r}/history.json").read_text()
+            )
+            if start is None:
+                assert all("averaged_epochs" not in e for e in run["history"]), model
+                continue
+            counts = [e["averaged_epochs"] for e in run["history"]]
+            assert counts == [max(0, e["epoch"] - start + 1) for e in run["history"]], model
+            assert run["best_epoch"] >= start, (model, run["best_epoch"])
+    assert config["implicit"]["average_from"] and config["dot"]["average_from"]
 
 
 @pytest.mark.slow
