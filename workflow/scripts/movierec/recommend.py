@@ -3,10 +3,10 @@
 A list ranks *all* movies the user has not rated in train or validation (the
 candidates of the ranking protocol), so a block of users is scored against the
 whole catalogue at once: for the dot family one matrix product ``U @ M.T``
-plus the biases, for the MLP one forward pass over every (user, movie) pair
-of the block. Seen movies are set to ``-inf`` and ``torch.topk`` keeps the
-best `n`. Blocks are sized so one block's score matrix stays near
-`BLOCK_ELEMENTS` floats, whatever the catalogue.
+plus the biases, for the MLP its layers over every (user, movie) pair of the
+block (the first one from per-user and per-movie halves). Seen movies are set
+to ``-inf`` and ``torch.topk`` keeps the best `n`. Blocks are sized so one
+block's score matrix stays near `BLOCK_ELEMENTS` floats, whatever the catalogue.
 
 The output scale of a bounded model (``y_range``: a sigmoid) is monotone, so
 lists are ranked on the raw score and only the kept scores are mapped to
@@ -71,6 +71,21 @@ def dot_tables(model):
     return None if tables is None else tables()
 
 
+@torch.no_grad()
+def _first_layer_halves(model):
+    """The MLP's first Linear split by input: ``W [u; m] + b = (W_u u + b) + W_m m``.
+
+    Computed once per user and once per movie, so for each pair of a block that
+    layer is one addition of two rows instead of a matrix-vector product (the
+    other layers run as before; the same scores to float rounding).
+    """
+    first = model.layers[0]
+    f = model.user_emb.embedding_dim
+    by_user = model.user_emb.weight @ first.weight[:, :f].T + first.bias
+    by_movie = model.movie_emb.weight @ first.weight[:, f:].T
+    return by_user, by_movie
+
+
 class ModelScorer:
     """Raw scores of a trained module for a block of users against every movie.
 
@@ -84,16 +99,18 @@ class ModelScorer:
         self.n_movies = model.movie_emb.num_embeddings
         self.device = model.movie_emb.weight.device
         self.block_elements = BLOCK_ELEMENTS if self.tables is not None else MLP_BLOCK_PAIRS
+        if self.tables is None:
+            self.first_layer = _first_layer_halves(model)
 
     def rank_scores(self, users):
         if self.tables is not None:
             user_f, movie_f, user_b, movie_b = self.tables
             scores = user_f[users] @ movie_f.T
             return scores.add_(user_b[users].unsqueeze(1)).add_(movie_b.unsqueeze(0))
-        movies = torch.arange(self.n_movies, device=users.device)
-        pairs_user = users.repeat_interleave(self.n_movies)
-        pairs_movie = movies.repeat(len(users))
-        return self.model(pairs_user, pairs_movie).view(len(users), self.n_movies)
+        by_user, by_movie = self.first_layer
+        hidden = by_user[users].unsqueeze(1) + by_movie.unsqueeze(0)  # the first Linear's output
+        out = self.model.layers[1:](hidden.view(-1, hidden.shape[-1]))
+        return self.model.output(out.view(len(users), self.n_movies))
 
     def to_rating(self, scores):
         if self.tables is not None:
