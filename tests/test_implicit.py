@@ -63,6 +63,15 @@ def test_l2_penalty_puts_its_two_strengths_on_rows_and_composed_parts():
     expected = 0.5 * rows + 0.2 * (y.square().sum() + z.square().sum())
     torch.testing.assert_close(model.l2_penalty(user, movie, 0.5), expected)
     assert not z[1].detach().any() and not y[2].detach().any()  # no neighbours: zeros
+    # bias_weight_decay, when given, replaces weight_decay on the biases alone.
+    biases = model.user_bias(user).square().sum() + model.movie_bias(movie).square().sum()
+    for bias_decay in (0.0, 0.05):
+        model.bias_weight_decay = bias_decay
+        torch.testing.assert_close(
+            model.l2_penalty(user, movie, 0.5), expected - (0.5 - bias_decay) * biases
+        )
+    assert implicit_model(bias_weight_decay=0.05).bias_weight_decay == 0.05  # from the block
+    assert implicit_model().bias_weight_decay is None
 
 
 def test_a_checkpoint_carries_the_neighbour_lists(tmp_path):

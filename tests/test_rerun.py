@@ -107,6 +107,7 @@ def test_moved_project_is_up_to_date(finished, tmp_path):
         ("dot", {"engine": "reference"}),
         ("implicit", {"implicit_weight_decay": 0.1}),
         ("implicit", {"average_from": 3}),
+        ("implicit", {"bias_weight_decay": None}),
         ("dot", {"average_from": None}),  # dot's block is merged into others: only dot reruns
         ("hybrid_then_dot", {"init_from": None}),  # start from scratch, not from hybrid
     ],

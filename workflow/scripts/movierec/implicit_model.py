@@ -57,7 +57,8 @@ class ImplicitModel(nn.Module):
     of ``y_j`` and ``z_v``, so one pass over the neighbour lists gives both.
     `set_neighbours` stores ``R`` and ``N`` from the training ratings as
     buffers, so a checkpoint carries them. Its penalty (`l2_penalty`) puts
-    ``weight_decay`` on the rows a batch uses, as the other models, and
+    ``weight_decay`` on the rows a batch uses, as the other models (on its
+    biases ``bias_weight_decay`` instead, when given), and
     ``implicit_weight_decay`` on the composed ``[Y_u | c_u]`` and ``[Z_m |
     c_m]`` (the sums, not the rows ``y_j``: a popular movie's ``y_j`` sits in
     many sums).
@@ -67,7 +68,7 @@ class ImplicitModel(nn.Module):
 
     def __init__(
         self, n_users, n_movies, n_factors, y_range=None, generator=None,
-        implicit_weight_decay=0.0,
+        implicit_weight_decay=0.0, bias_weight_decay=None,
     ):  # fmt: skip
         super().__init__()
         add_embeddings_and_biases(self, n_users, n_movies, n_factors, generator)
@@ -76,6 +77,7 @@ class ImplicitModel(nn.Module):
         self.user_implicit = embedding(n_users, n_factors + 1, generator)
         self.output = OutputScale(y_range)
         self.implicit_weight_decay = float(implicit_weight_decay)
+        self.bias_weight_decay = None if bias_weight_decay is None else float(bias_weight_decay)
         for name in NEIGHBOUR_BUFFERS:
             self.register_buffer(name, torch.zeros(0, dtype=torch.long))
 
@@ -137,16 +139,12 @@ class ImplicitModel(nn.Module):
 
         `parts`: the batch's ``(Y_u, Z_m)`` if already at hand.
         """
-        rows = sum(
-            table(index).square().sum()
-            for table, index in (
-                (self.user_emb, user), (self.movie_emb, movie),
-                (self.user_bias, user), (self.movie_bias, movie),
-            )
-        )  # fmt: skip
+        vectors = self.user_emb(user).square().sum() + self.movie_emb(movie).square().sum()
+        biases = self.user_bias(user).square().sum() + self.movie_bias(movie).square().sum()
+        bias_decay = weight_decay if self.bias_weight_decay is None else self.bias_weight_decay
         y, z = self.implicit_parts(user, movie) if parts is None else parts
         implicit = y.square().sum() + z.square().sum()
-        return weight_decay * rows + self.implicit_weight_decay * implicit
+        return weight_decay * vectors + bias_decay * biases + self.implicit_weight_decay * implicit
 
     def penalised_forward(self, user, movie, weight_decay):
         """Predictions and `l2_penalty` from one pass over the neighbour lists (training)."""

@@ -176,7 +176,8 @@ def build_model(settings, n_users, n_movies):
     if settings.arch == "implicit":
         return ImplicitModel(
             int(n_users), int(n_movies), settings.n_factors,
-            implicit_weight_decay=settings.implicit_weight_decay, **common,
+            implicit_weight_decay=settings.implicit_weight_decay,
+            bias_weight_decay=settings.bias_weight_decay, **common,
         )  # fmt: skip
     return MLPModel(
         int(n_users),

@@ -57,6 +57,7 @@ class ModelSettings:
     phases: tuple[Phase, ...]
     weight_decay: float
     implicit_weight_decay: float
+    bias_weight_decay: float | None
     y_range: tuple[float, float] | None
     seed: int
     patience: int | None
@@ -98,6 +99,9 @@ class ModelSettings:
             phases=tuple(Phase(float(p["lr"]), int(p["epochs"])) for p in block["phases"]),
             weight_decay=float(block["weight_decay"]),
             implicit_weight_decay=float(block["implicit_weight_decay"]),
+            bias_weight_decay=None
+            if block["bias_weight_decay"] is None
+            else float(block["bias_weight_decay"]),
             y_range=None if block["y_range"] is None else tuple(float(v) for v in block["y_range"]),
             seed=int(block["seed"]),
             patience=None if block["patience"] is None else int(block["patience"]),
