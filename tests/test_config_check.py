@@ -294,3 +294,12 @@ def test_synthetic_entry_needs_only_its_generator_settings():
     }
     check_config(config, SCHEMA)
     schema_validate(config)
+
+
+def test_the_notebook_config_names_every_key_the_defaults_set_for_its_models():
+    """A --configfile is merged into config.yaml key by key, so a tuned default the
+    notebook's block does not name (iterate averaging, say) would leak into the 2017 run."""
+    notebook = yaml.safe_load((REPO / "config/notebook-2017.yaml").read_text())["models"]
+    for name, block in notebook.items():
+        leaked = set(CONFIG["models"].get(name, {})) - set(block)
+        assert not leaked, f"notebook-2017.yaml models.{name} lacks {sorted(leaked)}"
