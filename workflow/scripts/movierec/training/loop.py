@@ -6,7 +6,9 @@ tensors already on the device (no `DataLoader`, no per-batch collation), one
 optimizer step per batch, then validation in large batches without
 gradients, with predictions clipped to the rating scale. The state of the
 best epoch (lowest validation RMSE, or best ranking score) is kept and loaded
-back at the end. The same settings on the same machine give the same numbers
+back at the end; with ``average_from``, what is validated and kept from that
+epoch on is the mean of the weights since then (`movierec.training.averaging`).
+The same settings on the same machine give the same numbers
 (CPU; timing fields aside).
 
 The step itself is an engine's: ``reference`` (`movierec.training.reference`,
