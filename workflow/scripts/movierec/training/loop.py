@@ -106,7 +106,8 @@ def _train_epoch(engine, train, generator, batch_size, lr, budget, progress):
     engine.start_epoch(generator)
     n = len(train)
     perm = torch.randperm(n, generator=generator, device=device)
-    user, movie, rating = train.user[perm], train.movie[perm], train.rating[perm]
+    # index_select, not train.user[perm]: on CPU the same gather in half the time.
+    user, movie, rating = (t.index_select(0, perm) for t in train)
     sse = torch.zeros((), dtype=torch.float64, device=device)
     seen = steps = 0
     label, every_s = progress
