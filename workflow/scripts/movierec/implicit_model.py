@@ -20,6 +20,11 @@ def _neighbour_sums(table, index, offsets, rows):
 
     `table` is an `nn.Embedding`, whose ``sparse`` flag the gradient follows
     (the reference engine sets it). A row without neighbours gets zeros.
+    The rows the bags use are looked up once each and the bags summed over
+    that compact copy: a batch's bags hold each popular movie many times, and
+    a sparse gradient with one entry per use costs the optimizer a sort of all
+    of them (`coalesce`); per distinct row, training on ml-latest-small takes
+    two thirds of the time, with the same sums.
     """
     starts = offsets[rows]
     lengths = offsets[rows + 1] - starts
@@ -28,10 +33,11 @@ def _neighbour_sums(table, index, offsets, rows):
     at += torch.arange(int(lengths.sum()), device=at.device)
     weight = table.weight
     weights = torch.repeat_interleave(lengths.clamp(min=1).to(weight.dtype).rsqrt(), lengths)
+    used, position = torch.unique(index[at], return_inverse=True)
+    compact = nn.functional.embedding(used, weight, sparse=table.sparse)
     return nn.functional.embedding_bag(
-        index[at], weight, bag_offsets, mode="sum", per_sample_weights=weights,
-        sparse=table.sparse,
-    )  # fmt: skip
+        position, compact, bag_offsets, mode="sum", per_sample_weights=weights
+    )
 
 
 def _csr(keys, values, n_keys):
