@@ -37,7 +37,9 @@ with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
         if cores is None:
             threads = 1
         elif cores.is_evaluable():
-            threads = {p: cores._evaluator(None, SimpleNamespace(train=p)) for p in train_parts}
+            threads = {
+                p: cores.evaluate(None, input=SimpleNamespace(train=p)).value for p in train_parts
+            }
         else:
             threads = cores.value
         rules.append({

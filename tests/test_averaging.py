@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from movierec import models
 from movierec.training import loop
 from movierec.training.averaging import WeightAverage
 from test_training import SMALL, low_rank, small_fit, split
@@ -13,15 +12,14 @@ PHASES = [{"lr": 0.05, "epochs": 6}]
 def test_the_mean_is_of_what_was_added_and_the_weights_come_back():
     model = torch.nn.Linear(3, 2)
     average = WeightAverage(model)
+    before = model.weight.detach().clone()
     with average.swapped_in():  # nothing added yet: the model as it is
-        assert torch.equal(model.weight, model.weight)
-    snapshots = []
+        assert torch.equal(model.weight, before)
     for value in (1.0, 2.0, 6.0):
         with torch.no_grad():
             model.weight.fill_(value)
             model.bias.fill_(-value)
         average.add()
-        snapshots.append(value)
     with average.swapped_in():
         assert torch.allclose(model.weight, torch.full((2, 3), 3.0))
         assert torch.allclose(model.bias, torch.full((2,), -3.0))
@@ -67,12 +65,11 @@ def test_kept_weights_are_the_mean_of_the_epochs_from_average_from(monkeypatch, 
         torch.testing.assert_close(value, mean, rtol=1e-5, atol=1e-6, msg=name)
 
 
-def test_average_from_reaches_fit_from_the_model_block(tmp_path):
-    """The block's average_from is what train_model passes on (history records it)."""
+def test_average_from_is_read_from_the_model_block():
+    """The typed settings carry the block's average_from (the schema's default: off).
+    That train_model passes it to fit is shown on the default run, in
+    tests/test_report_workflow.py::test_averaged_models_keep_the_mean_of_their_epochs."""
     from movierec.settings import ModelSettings
 
-    block = dict(SMALL["dot"], average_from=2)
-    settings = ModelSettings.from_block(block)
-    assert settings.average_from == 2
+    assert ModelSettings.from_block(dict(SMALL["dot"], average_from=2)).average_from == 2
     assert ModelSettings.from_block(SMALL["dot"]).average_from is None
-    assert models.build_model(settings, 60, 80) is not None

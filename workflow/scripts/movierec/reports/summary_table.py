@@ -131,16 +131,15 @@ def models_table(runs, baselines, sq_errors, peers=None, ensemble_sq_errors=None
     keys = list(runs) + list(peers) + list(baselines)
     models_only = table[table["kind"] == "model"]
     best = keys[int(models_only["test_rmse"].idxmin())] if len(models_only) else None
-    ensemble = ensemble_sq_errors.get(best)
+    refs = (
+        (best, sq_errors.get(best), "diff_vs_best"),
+        ("bias_only", sq_errors.get("bias_only"), "diff_vs_bias_only"),
+        # The best model against its own ensemble too: what averaging gains.
+        (None, ensemble_sq_errors.get(best), "diff_vs_best_ensemble"),
+    )
     for i, key in enumerate(keys):
         if key in ensemble_sq_errors:
             table.loc[i, "ensemble_test_rmse"] = math.sqrt(float(ensemble_sq_errors[key].mean()))
-        refs = (
-            (best, sq_errors.get(best), "diff_vs_best"),
-            ("bias_only", sq_errors.get("bias_only"), "diff_vs_bias_only"),
-            # The best model against its own ensemble too: what averaging gains.
-            (None, ensemble, "diff_vs_best_ensemble"),
-        )
         for ref_key, ref, column in refs:
             if ref is None or ref_key == key:
                 continue

@@ -240,7 +240,7 @@ def fit(
     )  # fmt: skip
     schedule = [(i, float(p["lr"])) for i, p in enumerate(phases) for _ in range(int(p["epochs"]))]
     records = []
-    best = kept = None  # (criterion, epoch, state) and the record of the kept epoch
+    best = None  # (criterion, epoch, state) of the kept epoch
     average = None if average_from is None else WeightAverage(model)
     steps = 0
     train_seconds = 0.0
@@ -297,8 +297,6 @@ def fit(
                     f"training diverged at epoch {epoch} (train_mse {record['train_mse']}); "
                     f"lower the learning rate (phase {phase_index}: lr {lr})"
                 )
-            if best[1] == epoch:
-                kept = record
             if max_steps is not None and steps >= max_steps:
                 break
             if patience is not None and epoch - best[1] >= patience:
@@ -307,6 +305,7 @@ def fit(
     finally:
         step.finish()
     model.load_state_dict(best[2])
+    kept = records[best[1] - 1]
     result = {
         "val_rmse": kept["val_rmse"],
         "val_mae": kept["val_mae"],
