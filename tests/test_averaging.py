@@ -73,3 +73,11 @@ def test_average_from_is_read_from_the_model_block():
 
     assert ModelSettings.from_block(dict(SMALL["dot"], average_from=2)).average_from == 2
     assert ModelSettings.from_block(SMALL["dot"]).average_from is None
+
+
+@pytest.mark.parametrize("average_from", [0, 7])
+def test_an_average_from_outside_the_schedule_is_an_error(average_from):
+    """With 6 epochs, averaging from epoch 7 would silently average nothing."""
+    train, val = split(low_rank())
+    with pytest.raises(ValueError, match=rf"average_from {average_from} is outside .* 1-6"):
+        small_fit("dot", train, val, phases=PHASES, average_from=average_from)

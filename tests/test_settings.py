@@ -65,3 +65,13 @@ def test_init_sources_name_each_models_start():
 def test_bad_init_edges_are_named(blocks, message):
     with pytest.raises(ValueError, match=message):
         edges(**blocks)
+
+
+def test_an_average_from_past_the_schedule_fails_at_parse_time_naming_the_block():
+    two = [{"lr": 0.01, "epochs": 2}]
+    settings.check_averaging({"dot": model_block(arch="dot", phases=two, average_from=2)})
+    with pytest.raises(ValueError, match=r"models\.dot: average_from 3 is past .* 2 epochs"):
+        settings.check_averaging({"dot": model_block(arch="dot", phases=two, average_from=3)})
+    pretrain = model_block(arch="mlp", phases=two, average_from=5)
+    with pytest.raises(ValueError, match=r"models\.m\.pretrain: average_from 5 is past"):
+        settings.check_averaging({"m": model_block(arch="dot", pretrain=pretrain)})

@@ -12,7 +12,7 @@ from snakemake.utils import validate
 RULES_DIR = Path(workflow.current_basedir)
 sys.path.insert(0, str(RULES_DIR.parent / "scripts"))
 from movierec import sweeps
-from movierec.settings import init_sources
+from movierec.settings import check_averaging, init_sources
 from movierec.sweep_plan import plan_sweeps
 from movierec.config_check import check_config
 
@@ -251,6 +251,7 @@ def rating_scale(wildcards):
 
 #: Model -> ("pretrain", None), ("model", other) or None: where its embeddings start.
 INIT_SOURCES = init_sources(config["models"])
+check_averaging(config["models"])
 
 
 def init_checkpoint(wildcards):

@@ -129,6 +129,30 @@ class ModelSettings:
         return {k: v for k, v in block.items() if not (k in OPTIONAL and v is None)}
 
 
+def check_averaging(models):
+    """Each block's ``average_from`` (and its pretrain's) falls within its schedule.
+
+    Checked when the workflow is parsed: a --configfile that shortens ``phases``
+    would otherwise leave config.yaml's ``average_from`` past the last epoch,
+    and the job fail only once it starts (`movierec.training.fit` refuses it).
+
+    Raises
+    ------
+    ValueError
+        Naming the block, its ``average_from`` and its number of epochs.
+    """
+    blocks = [(f"models.{name}", block) for name, block in models.items()]
+    blocks += [(f"{where}.pretrain", b["pretrain"]) for where, b in blocks if b.get("pretrain")]
+    for where, block in blocks:
+        start = block.get("average_from")
+        epochs = sum(int(p["epochs"]) for p in block["phases"])
+        if start is not None and start > epochs:
+            raise ValueError(
+                f"{where}: average_from {start} is past the last of its {epochs} epochs "
+                "(phases), so nothing would be averaged; lower it, or set it to null"
+            )
+
+
 def init_sources(models):
     """Model -> where its initial embeddings come from: ``("pretrain", None)``,
     ``("model", name)`` or None; the pretrain -> finetune edges of the DAG.

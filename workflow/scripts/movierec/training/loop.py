@@ -207,6 +207,12 @@ def fit(
         set is scored by `movierec.evaluation` after training.
     """
     check_phases(phases)
+    n_epochs = sum(int(p["epochs"]) for p in phases)
+    if average_from is not None and not 1 <= average_from <= n_epochs:
+        raise ValueError(
+            f"average_from {average_from} is outside the schedule's epochs 1-{n_epochs} "
+            "(phases): nothing would be averaged; lower it, or null for no averaging"
+        )
     batch_size = int(batch_size)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
@@ -234,8 +240,7 @@ def fit(
     generator = torch.Generator(device=device).manual_seed(int(seed))
     log.info(
         "training %s (%s step) on %s: %d ratings, batch %d, %d epochs, %d parameters",
-        type(model).__name__, step.name, device, len(train), batch_size,
-        sum(int(p["epochs"]) for p in phases),
+        type(model).__name__, step.name, device, len(train), batch_size, n_epochs,
         sum(p.numel() for p in model.parameters()),
     )  # fmt: skip
     schedule = [(i, float(p["lr"])) for i, p in enumerate(phases) for _ in range(int(p["epochs"]))]
