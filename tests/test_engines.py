@@ -1,12 +1,18 @@
 """The two training engines: the fast one's parts, and that it equals the reference."""
 
+import json
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from movierec import models, training
 from movierec.training import fast
 from movierec.training.fast import dropout, private
+from movierec.training.fast.dense_adam import DenseAdam
 from movierec.training.fast.dot_step import DotStep
 from movierec.training.fast.row_adam import RowAdam
 from test_training import SMALL, low_rank, split
@@ -176,6 +182,49 @@ def test_row_adam_equals_sparse_adam():
         sparse_adam.step()
         rows.step(index, grad, lr=0.05, batch_size=6)
     assert torch.allclose(rows.table, table.weight.detach(), rtol=1e-6, atol=1e-7)
+
+
+def test_dense_adam_equals_torch_adam():
+    """Three steps with changing lr on two tensors: DenseAdam and torch.optim.Adam agree."""
+    generator = torch.Generator().manual_seed(2)
+    start = [torch.randn(4, 3, generator=generator), torch.randn(3, generator=generator)]
+    theirs = [torch.nn.Parameter(t.clone()) for t in start]
+    adam = torch.optim.Adam(theirs, lr=0.01)
+    ours = DenseAdam([t.clone() for t in start])
+    for lr in (0.01, 0.03, 0.003):
+        grads = [torch.randn(t.shape, generator=generator) * 1e-3 for t in start]
+        for param, grad in zip(theirs, grads, strict=True):
+            param.grad = grad.clone()
+        for group in adam.param_groups:
+            group["lr"] = lr
+        adam.step()
+        ours.step(grads, lr)
+    for mine, param in zip(ours.params, theirs, strict=True):
+        assert torch.allclose(mine, param.detach(), rtol=1e-6, atol=1e-7)
+
+
+def test_the_fast_engine_trains_without_torch_dynamo():
+    """No torch.optim in the fast engine: building one imports torch._dynamo, a second a job."""
+    code = """
+import json, sys, torch
+from movierec import models
+from movierec.training import Ratings, fit
+n = 64
+data = Ratings(torch.arange(n) % 60, torch.arange(n) % 80, torch.full((n,), 3.5))
+for settings in json.loads(sys.argv[1]):
+    model = models.build_model(settings, 60, 80)
+    fit(model, data, data, phases=[{"lr": 0.01, "epochs": 1}], batch_size=16,
+        rating_scale=(0.5, 5.0), loss_weights={"linear": 0.2, "dot": 1.0}, engine="fast")
+print(sorted(name for name in ("torch._dynamo", "pandas") if name in sys.modules))
+"""
+    blocks = json.dumps([SMALL[arch] for arch in ("dot", "hybrid", "mlp")])
+    scripts = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
+    env = {**os.environ, "PYTHONPATH": str(scripts)}
+    out = subprocess.run(
+        [sys.executable, "-c", code, blocks], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 def test_fused_adam_kernel_passes_its_self_check():

@@ -127,10 +127,10 @@ def test_shrunk_mean_by_hand():
     assert recommend.shrunk_mean_scores(movie, rating, 3, 0.0)[1] == 5.0
 
 
-def test_with_ids_maps_indices_to_release_ids():
+def test_list_table_maps_indices_to_release_ids():
     lists = {"user": np.array([1]), "rank": np.array([1]), "movie": np.array([2]),
              "score": np.array([4.5])}  # fmt: skip
-    table = recommend.with_ids(lists, np.array([10, 11]), np.array([100, 101, 102]))
+    table = recommend.list_table(lists, np.array([10, 11]), np.array([100, 101, 102])).to_pandas()
     assert list(table.columns) == list(recommend.LIST_COLUMNS)
     assert table.iloc[0][["userId", "movieId"]].tolist() == [11, 102]
 

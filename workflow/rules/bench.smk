@@ -22,6 +22,7 @@ rule benchmark_model:
             "settings.py",
             "training",
             "checkpoint.py",
+            "arrays.py",
         ),
     output:
         json="results/benchmarks/{dataset}/{split}/training/{model}.json",

@@ -20,6 +20,7 @@ rule fit_peer:
             "recommend.py",
             "evaluation.py",
             "atomic.py",
+            "arrays.py",
         ),
     output:
         metrics="results/{dataset}/{split}/peers/{peer}/metrics.json",

@@ -21,6 +21,7 @@ rule recommend_model:
             "model_layers.py",
             "settings.py",
             "checkpoint.py",
+            "arrays.py",
         ),
     output:
         lists=replicate_lists(),
@@ -45,7 +46,7 @@ rule recommend_baseline:
         val=rules.split_ratings.output.val,
         users=rules.index_ratings.output.users,
         movies=rules.index_ratings.output.movies,
-        code=library("recommend.py"),
+        code=library("recommend.py", "arrays.py"),
     output:
         lists=f"results/{{dataset}}/{{split}}/recommendations/{{baseline}}/top{RECOMMEND['n']}.parquet",
     log:
@@ -118,6 +119,7 @@ rule find_similar_movies:
             "reports/inputs.py",
             "reports/tables.py",
             "vectors.py",
+            "arrays.py",
         ),
     output:
         md=report(

@@ -17,6 +17,7 @@ rule rank_movie_bias:
             "reports/inputs.py",
             "reports/tables.py",
             "vectors.py",
+            "arrays.py",
         ),
     output:
         csv=report(
@@ -62,6 +63,7 @@ rule pca_movie_embeddings:
             "reports/inputs.py",
             "reports/tables.py",
             "vectors.py",
+            "arrays.py",
         ),
     output:
         csv=report(
@@ -114,6 +116,7 @@ rule plot_bias_vs_mean:
             "reports/bias.py",
             "reports/inputs.py",
             "vectors.py",
+            "arrays.py",
         ),
     output:
         png=report(
@@ -203,6 +206,7 @@ rule summarize_models:
             "reports/inputs.py",
             "reports/tables.py",
             "evaluation.py",
+            "arrays.py",
         ),
     output:
         summary=report(
@@ -250,6 +254,7 @@ rule summarize_folds:
             "reports/inputs.py",
             "reports/tables.py",
             "evaluation.py",
+            "arrays.py",
         ),
     output:
         summary=f"{SPLIT_REPORT}/summary.md",

@@ -21,6 +21,7 @@ rule train_trial:
             "checkpoint.py",
             "negatives.py",
             "trials.py",
+            "arrays.py",
         ),
     output:
         model="results/{dataset}/{split}/sweeps/{sweep}/trials/{trial}/model.pt",
@@ -49,7 +50,9 @@ rule score_sweep:
         results=trial_files("trial.json"),
         models=trial_files("model.pt"),
         test=rules.split_ratings.output.test,
-        code=library("trials.py", "sweeps.py", "evaluation.py", "checkpoint.py"),
+        code=library(
+            "trials.py", "sweeps.py", "evaluation.py", "checkpoint.py", "arrays.py"
+        ),
     output:
         trials="results/{dataset}/{split}/sweeps/{sweep}/trials.csv",
         best="results/{dataset}/{split}/sweeps/{sweep}/best.json",

@@ -9,7 +9,7 @@ rule compute_baselines:
         train=rules.split_ratings.output.train,
         val=rules.split_ratings.output.val,
         test=rules.split_ratings.output.test,
-        code=library("baselines.py", "evaluation.py"),
+        code=library("baselines.py", "evaluation.py", "arrays.py"),
     output:
         baselines="results/{dataset}/{split}/models/baselines.json",
         predictions="results/{dataset}/{split}/models/baselines_test_predictions.parquet",
@@ -42,6 +42,7 @@ rule train_model:
             "checkpoint.py",
             "negatives.py",
             "vectors.py",
+            "arrays.py",
         ),
     output:
         model=f"{MODEL_DIR}/model.pt",
@@ -77,6 +78,7 @@ use rule train_model as pretrain_model with:
             "settings.py",
             "training",
             "checkpoint.py",
+            "arrays.py",
         ),
     output:
         model=f"{MODEL_DIR}/pretrain/model.pt",
@@ -108,6 +110,7 @@ rule evaluate_model:
             "model_layers.py",
             "settings.py",
             "checkpoint.py",
+            "arrays.py",
         ),
     output:
         metrics=replicate_files("metrics.json"),

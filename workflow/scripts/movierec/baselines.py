@@ -17,23 +17,23 @@ a few vectorised `bincount` sweeps take milliseconds even on ml-25m.
 import logging
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from movierec import atomic
+from movierec.arrays import read_parquet, to_numpy
 
 log = logging.getLogger(__name__)
 
 
 def _read(path):
-    table = pq.read_table(path, columns=None)
+    table = read_parquet(path)
     missing = [c for c in ("user", "movie", "rating") if c not in table.column_names]
     if missing:
         raise ValueError(
             f"{path}: missing column(s) {', '.join(missing)}; expected user, movie, rating"
         )
-    user = table.column("user").to_numpy().astype(np.int64)
-    movie = table.column("movie").to_numpy().astype(np.int64)
-    rating = table.column("rating").to_numpy().astype(np.float64)
+    user = to_numpy(table.column("user")).astype(np.int64)
+    movie = to_numpy(table.column("movie")).astype(np.int64)
+    rating = to_numpy(table.column("rating")).astype(np.float64)
     if len(rating) == 0:
         raise ValueError(f"{path}: no ratings")
     for name, values in (("user", user), ("movie", movie)):

@@ -22,6 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from movierec.arrays import read_parquet, to_arrow, to_numpy
+
 log = logging.getLogger(__name__)
 
 #: Resamples of the paired bootstrap.
@@ -77,10 +79,10 @@ def test_metrics(pred, rating, cold_user, cold_movie):
 
 def read_part(path, columns=("user", "movie", "rating")):
     """Columns of a split part as numpy arrays (user/movie int64, rating float64)."""
-    table = pq.read_table(path, columns=list(columns))
+    table = read_parquet(path, columns)
     out = {}
     for name in columns:
-        values = table.column(name).to_numpy()
+        values = to_numpy(table.column(name))
         out[name] = values.astype(np.float64 if name == "rating" else np.int64)
     return out
 
@@ -94,14 +96,14 @@ def write_prediction_columns(path, columns):
     """A Parquet file of float32 prediction columns (name -> one value per test row)."""
     from movierec import atomic
 
-    table = pa.table({k: pa.array(np.asarray(v, dtype=np.float32)) for k, v in columns.items()})
+    table = pa.table({k: to_arrow(np.asarray(v, dtype=np.float32)) for k, v in columns.items()})
     with atomic.atomic_path(path) as tmp:
         pq.write_table(table, tmp)
 
 
 def read_predictions(path, n_rows=None):
     """The ``prediction`` column of a predictions file, checked against the test row count."""
-    pred = pq.read_table(path, columns=["prediction"]).column("prediction").to_numpy()
+    pred = to_numpy(read_parquet(path, ["prediction"]).column("prediction"))
     if n_rows is not None and len(pred) != n_rows:
         raise ValueError(
             f"{path}: {len(pred)} predictions, but the test part has {n_rows} rows; "

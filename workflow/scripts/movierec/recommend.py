@@ -205,21 +205,21 @@ def shrunk_mean_scores(train_movie, train_rating, n_movies, shrinkage):
     return np.divide(sums + shrinkage * mean, weight, out=np.full(n_movies, mean), where=weight > 0)
 
 
-def with_ids(lists, user_ids, movie_ids):
-    """A list table (pandas) with the release's userId and movieId beside the indices."""
-    import pandas as pd
+def list_table(lists, user_ids, movie_ids):
+    """A list table (pyarrow) with the release's userId and movieId beside the indices."""
+    import pyarrow as pa
 
-    table = pd.DataFrame(
-        {
-            "user": lists["user"].astype(np.int32),
-            "userId": np.asarray(user_ids)[lists["user"]],
-            "rank": lists["rank"].astype(np.int32),
-            "movie": lists["movie"].astype(np.int32),
-            "movieId": np.asarray(movie_ids)[lists["movie"]],
-            "score": lists["score"].astype(np.float32),
-        }
-    )
-    return table[list(LIST_COLUMNS)]
+    from movierec.arrays import to_arrow
+
+    columns = {
+        "user": lists["user"].astype(np.int32),
+        "userId": np.asarray(user_ids)[lists["user"]],
+        "rank": lists["rank"].astype(np.int32),
+        "movie": lists["movie"].astype(np.int32),
+        "movieId": np.asarray(movie_ids)[lists["movie"]],
+        "score": lists["score"].astype(np.float32),
+    }
+    return pa.table({name: to_arrow(columns[name]) for name in LIST_COLUMNS})
 
 
 def read_seen(train_path, val_path, n_users):
@@ -240,12 +240,13 @@ def write_lists(path, lists, users_path, movies_path):
     import pyarrow.parquet as pq
 
     from movierec import atomic
+    from movierec.arrays import read_parquet, to_numpy
 
-    user_ids = pq.read_table(users_path, columns=["userId"]).column(0).to_numpy()
-    movie_ids = pq.read_table(movies_path, columns=["movieId"]).column(0).to_numpy()
-    table = with_ids(lists, user_ids, movie_ids)
+    user_ids = to_numpy(read_parquet(users_path, ["userId"]).column(0))
+    movie_ids = to_numpy(read_parquet(movies_path, ["movieId"]).column(0))
+    table = list_table(lists, user_ids, movie_ids)
     with atomic.atomic_path(path) as tmp:
-        table.to_parquet(tmp, index=False)
+        pq.write_table(table, tmp)
     return table
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from movierec.arrays import numpy_view, read_parquet, to_arrow, to_numpy
 from movierec.atomic import atomic_path
 
 
@@ -35,11 +36,11 @@ def write_movie_vectors(path, embedding, bias=None):
     embedding = np.asarray(embedding, dtype=np.float32)
     n, k = embedding.shape
     columns = {
-        "movie": pa.array(np.arange(n, dtype=np.int32)),
-        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(embedding.reshape(-1)), k),
+        "movie": to_arrow(np.arange(n, dtype=np.int32)),
+        "embedding": pa.FixedSizeListArray.from_arrays(to_arrow(embedding.reshape(-1)), k),
     }
     if bias is not None:
-        columns["bias"] = pa.array(np.asarray(bias, dtype=np.float32))
+        columns["bias"] = to_arrow(np.asarray(bias, dtype=np.float32))
     with atomic_path(path) as tmp:
         pq.write_table(pa.table(columns), tmp)
 
@@ -52,14 +53,14 @@ def read_movie_vectors(path):
     ValueError
         Naming the file, if a column is missing or the rows are not movie 0..n-1 in order.
     """
-    table = pq.read_table(path)
+    table = read_parquet(path)
     for column in ("movie", "embedding"):
         if column not in table.column_names:
             raise ValueError(f"{path}: no {column!r} column; rebuild it with its train_model job")
-    movie = table.column("movie").to_numpy()
+    movie = to_numpy(table.column("movie"))
     if not np.array_equal(movie, np.arange(len(movie))):
         raise ValueError(f"{path}: rows must be movies 0..{len(movie) - 1} in order")
     column = table.column("embedding").combine_chunks()
-    embedding = column.values.to_numpy().reshape(len(movie), column.type.list_size)
-    bias = table.column("bias").to_numpy() if "bias" in table.column_names else None
+    embedding = numpy_view(column.values).reshape(len(movie), column.type.list_size)
+    bias = to_numpy(table.column("bias")) if "bias" in table.column_names else None
     return embedding.astype(np.float64), None if bias is None else bias.astype(np.float64)

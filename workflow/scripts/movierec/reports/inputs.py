@@ -2,7 +2,8 @@
 
 Every reader checks what it reads against what the reports assume and says
 which file broke the assumption, so a report never silently pairs the wrong
-embedding row with a title.
+embedding row with a title. pandas is imported by the readers that build a
+DataFrame, not at import: evaluate_model reads its JSON here and never needs it.
 """
 
 import json
@@ -10,7 +11,6 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,8 @@ def read_movies(path):
     rely on that, so a gap or a shuffled index is an error rather than a
     mislabelled chart.
     """
+    import pandas as pd
+
     movies = pd.read_parquet(path)
     missing = [c for c in MOVIE_COLUMNS if c not in movies.columns]
     if missing:
@@ -114,6 +116,8 @@ def read_benchmark(path):
     row per repeat; we take the first row. Values it could not measure are
     written as `-` or `NA`.
     """
+    import pandas as pd
+
     table = pd.read_csv(path, sep="\t", na_values=["-", "NA", ""])
     if "s" not in table.columns or table.empty:
         raise ValueError(f"{path}: not a Snakemake benchmark file (no `s` column or no rows)")

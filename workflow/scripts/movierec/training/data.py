@@ -6,6 +6,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
+from movierec.arrays import read_parquet, to_numpy
+
 
 class Ratings(NamedTuple):
     """Ratings as three aligned 1-d tensors (user int64, movie int64, rating float32)."""
@@ -36,14 +38,14 @@ def read_ratings(path, n_users, n_movies, rating_scale=None):
         missing, an index is outside the users/movies index, or a rating is
         not finite or outside `rating_scale`.
     """
-    table = pq.read_table(path)
+    table = read_parquet(path)
     missing = [c for c in ("user", "movie", "rating") if c not in table.column_names]
     if missing:
         raise ValueError(
             f"{path}: missing column(s) {', '.join(missing)}; expected user, movie, rating "
             f"(found {', '.join(table.column_names)})"
         )
-    cols = {c: table.column(c).to_numpy() for c in ("user", "movie", "rating")}
+    cols = {c: to_numpy(table.column(c)) for c in ("user", "movie", "rating")}
     for name, n in (("user", n_users), ("movie", n_movies)):
         values = cols[name]
         if not np.issubdtype(values.dtype, np.integer):

@@ -11,7 +11,9 @@ the parameters after a number of steps), faster on CPU:
   ``[embedding | bias | 1]``, processed in cache-sized chunks, with no
   autograd graph.
 * The mlp runs through autograd (`AutogradStep`) with the same `RowAdam`,
-  fused Adam for its dense layers, and pooled dropout masks (`dropout`).
+  the same fused Adam for its dense layers (`DenseAdam`: no `torch.optim`,
+  whose import of `torch._dynamo` costs a second per job), and pooled
+  dropout masks (`dropout`).
 * On CPU both steps split a batch over worker threads with one intra-op
   thread each (`workers`); splits are static and partial sums are added in
   a fixed order, so a run is reproducible for a given thread count.

@@ -5,6 +5,7 @@ from contextlib import contextmanager
 
 import torch
 
+from movierec.training.fast.dense_adam import DenseAdam
 from movierec.training.fast.dropout import dropout_generator, pooled_dropouts, restore
 from movierec.training.fast.row_adam import RowAdam
 from movierec.training.fast.workers import Workers
@@ -45,8 +46,8 @@ class AutogradStep:
     """Training step of any model through autograd, with row-wise Adam for its tables.
 
     Each embedding table gets one `RowAdam` fed the per-use gradients of its
-    lookups (`Lookups`); all other parameters (dense layers) go to a fused
-    `torch.optim.Adam` without weight decay (dropout regularises the MLP).
+    lookups (`Lookups`); all other parameters (dense layers) go to `DenseAdam`
+    (torch.optim.Adam's update) without weight decay (dropout regularises the MLP).
     A hybrid model's loss is ``w_linear * MSE(linear) + w_dot * MSE(dot)``.
     Dropout is pooled (`PooledDropout`) while it trains.
 
@@ -65,8 +66,7 @@ class AutogradStep:
         self.row_opts = {table: RowAdam(table.weight.data, weight_decay) for table in self.tables}
         table_params = {id(table.weight) for table in self.tables}
         self.dense = [p for p in model.parameters() if id(p) not in table_params]
-        fused = self.dense[0].device.type in ("cpu", "cuda") if self.dense else False
-        self.dense_opt = torch.optim.Adam(self.dense, lr=1e-3, fused=fused) if self.dense else None
+        self.dense_opt = DenseAdam(self.dense) if self.dense else None
         self.heads = getattr(model, "heads", None)
         if self.heads is not None:
             self.w_linear = float(loss_weights["linear"])
@@ -128,13 +128,11 @@ class AutogradStep:
             for table, (index, rows) in uses.items():
                 self.row_opts[table].step(torch.cat(index), torch.cat(rows), lr, batch)
             if self.dense_opt is not None:
-                for i, param in enumerate(self.dense):
-                    param.grad = results[0][1][i].clone()
-                    for _, dense, _ in results[1:]:
-                        param.grad += dense[i]
-                for group in self.dense_opt.param_groups:
-                    group["lr"] = lr
-                self.dense_opt.step()
+                grads = [g.clone() for g in results[0][1]]
+                for _, dense, _ in results[1:]:  # in part order
+                    for total, part in zip(grads, dense, strict=True):
+                        total += part
+                self.dense_opt.step(grads, lr)
         sse = results[0][2]
         for *_, part_sse in results[1:]:
             sse = sse + part_sse
@@ -146,6 +144,4 @@ class AutogradStep:
     def finish(self):
         self.lookups.remove()
         restore(self.swaps)
-        for param in self.dense:
-            param.grad = None
         self.pool.close()

@@ -2,6 +2,7 @@
 
 import torch
 
+from movierec.training.fast.dense_adam import DenseAdam
 from movierec.training.fast.row_adam import RowAdam
 from movierec.training.fast.workers import Workers
 
@@ -48,8 +49,7 @@ class DotStep:
         if self.linear is not None:
             self.w_linear = float(loss_weights["linear"])
             self.w_dot = float(loss_weights["dot"])
-            fused = self.users.device.type in ("cpu", "cuda")
-            self.linear_opt = torch.optim.Adam(self.linear.parameters(), lr=1e-3, fused=fused)
+            self.linear_opt = DenseAdam([self.linear.weight, self.linear.bias])
             # Per worker: gradient of [w_u (padded to the packed width) | w_m | c].
             self.linear_grads = [self.users.new_zeros(2, f + 2) for _ in range(self.workers)]
             self.linear_bias_grads = [self.users.new_zeros(()) for _ in range(self.workers)]
@@ -153,11 +153,8 @@ class DotStep:
                     bias += self.linear_bias_grads[w]
                 self.linear_grads[w].zero_()
                 self.linear_bias_grads[w].zero_()
-            self.linear.weight.grad = torch.cat([grads[0, :f], grads[1, :f]]).unsqueeze(0)
-            self.linear.bias.grad = bias.reshape(1)
-            for group in self.linear_opt.param_groups:
-                group["lr"] = lr
-            self.linear_opt.step()
+            weight_grad = torch.cat([grads[0, :f], grads[1, :f]]).unsqueeze(0)
+            self.linear_opt.step([weight_grad, bias.reshape(1)], lr)
 
     def start_epoch(self, generator):
         pass
@@ -178,7 +175,4 @@ class DotStep:
 
     def finish(self):
         self.sync()
-        if self.linear is not None:
-            self.linear.weight.grad = None
-            self.linear.bias.grad = None
         self.pool.close()
