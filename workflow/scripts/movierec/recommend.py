@@ -24,8 +24,12 @@ log = logging.getLogger(__name__)
 
 #: Scores held at once per block (float32): 2**24 is 64 MiB for the dot family.
 BLOCK_ELEMENTS = 1 << 24
-#: The MLP's forward pass holds a hidden layer per pair, so its blocks are smaller.
-MLP_BLOCK_PAIRS = 1 << 18
+#: The MLP's forward pass holds a hidden layer per pair, so its blocks are smaller:
+#: a few users' pairs, or one user's whole catalogue, whose hidden layers are
+#: nearer the cache (ml-latest-small's mlp, 1 thread: 2.8-3.8 s a replicate against
+#: 5.9-6.3 s at 2**18 pairs; synthetic-25m's shape: 4.0-4.8 s per 100 users
+#: against 6.0-6.5 s; the same lists).
+MLP_BLOCK_PAIRS = 1 << 14
 #: Columns of a list table, in order.
 LIST_COLUMNS = ("user", "userId", "rank", "movie", "movieId", "score")
 
