@@ -18,10 +18,8 @@ from movierec.training.fast.row_adam import ADAM_BETAS, ADAM_EPS
 class DenseAdam:
     """``torch.optim.Adam`` (no weight decay) over `params`, stepped with given gradients."""
 
-    def __init__(self, params, betas=ADAM_BETAS, eps=ADAM_EPS):
+    def __init__(self, params):
         self.params = list(params)
-        self.betas = betas
-        self.eps = eps
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
         self.steps = 0
@@ -34,6 +32,6 @@ class DenseAdam:
             self.params, grads, self.exp_avg, self.exp_avg_sq, strict=True
         ):
             private.adam_update(
-                param.data, grad.contiguous(), exp_avg, exp_avg_sq, self.steps, lr, self.betas,
-                self.eps,
+                param.data, grad.contiguous(), exp_avg, exp_avg_sq, self.steps, lr, ADAM_BETAS,
+                ADAM_EPS,
             )  # fmt: skip
